@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hookd/hookd/internal/admin"
+	"github.com/hookd/hookd/internal/catalog"
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/engine"
+	"github.com/hookd/hookd/internal/fallbackpoll"
+	"github.com/hookd/hookd/internal/refresh"
+	"github.com/hookd/hookd/internal/registry"
+	"github.com/hookd/hookd/internal/store"
+	"github.com/hookd/hookd/internal/verify"
+	"github.com/hookd/hookd/internal/webhook"
+)
+
+const (
+	// deliveryRetention bounds how long a delivery id is remembered for duplicate detection;
+	// GitHub offers manual redelivery of recent deliveries only.
+	deliveryRetention = 30 * 24 * time.Hour
+	// discoveryMaxAge is how stale the zero-config view of labelled containers may get.
+	discoveryMaxAge = 30 * time.Second
+)
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	cfgFile := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	cfg, err := config.Load(configPath(*cfgFile, getenv), getenv)
+	if err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	log := newLogger(cfg, stderr)
+	d, err := open(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	verifier, err := verify.NewGitHub(cfg.Secrets)
+	if err != nil {
+		return err
+	}
+	hook := webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), log)
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST(cfg.Webhook.Path, hook.Handle)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", d.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{})))
+	if cfg.AdminToken != "" {
+		admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log).Register(e)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	log.Info("hookd listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "state_dir", cfg.StateDir,
+		"runtimes", len(cfg.Runtimes), "zero_config", d.catalog.ZeroConfig(), "poll_interval", cfg.Poll.Interval.String(),
+		"admin", cfg.AdminToken != "", "version", version)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	g.Go(func() error { return d.service.Run(ctx) })
+	g.Go(func() error {
+		poller := fallbackpoll.New(d.catalog, d.registry, d.engine, d.store, d.service, cfg.Poll.Interval, fallbackpoll.NewMetrics(d.metrics), log)
+		return poller.Run(ctx)
+	})
+	g.Go(func() error { return pruneDeliveries(ctx, d.store, log) })
+	err = g.Wait()
+	log.Info("hookd stopped")
+	return err
+}
+
+// daemon holds what serve and refresh share.
+type daemon struct {
+	store    *store.Store
+	engine   *engine.Engine
+	registry *registry.Client
+	catalog  *catalog.Catalog
+	service  *refresh.Service
+	metrics  *prometheus.Registry
+}
+
+func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	eng, err := engine.New()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg, err := registry.New(authn.DefaultKeychain, registry.NewPacer(nil, cfg.Poll.Pace, metrics))
+	if err != nil {
+		eng.Close()
+		st.Close()
+		return nil, err
+	}
+	cat := catalog.New(cfg.Runtimes, eng, discoveryMaxAge)
+	svc := refresh.New(st, cat, reg, eng, refresh.NewMetrics(metrics), log)
+	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics}, nil
+}
+
+func (d *daemon) close() {
+	d.engine.Close()
+	d.store.Close()
+}
+
+func (d *daemon) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := d.store.Ping(); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "state store: " + err.Error()})
+	}
+	if err := d.engine.Ping(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "docker engine: " + err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func pruneDeliveries(ctx context.Context, st *store.Store, log *slog.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := st.PruneDeliveries(time.Now().Add(-deliveryRetention)); err != nil {
+			log.Error("prune delivery ids", "err", err)
+		} else if n > 0 {
+			log.Info("pruned delivery ids", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated by config.Load
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

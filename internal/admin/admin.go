@@ -1,0 +1,130 @@
+// Package admin serves /admin/*: a manual refresh through the same queue and rollout as
+// webhooks, and each runtime's status. Both need the bearer token.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hookd/hookd/internal/catalog"
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/refresh"
+	"github.com/hookd/hookd/internal/store"
+)
+
+// Handler serves the admin routes.
+type Handler struct {
+	tokenSum [sha256.Size]byte
+	service  *refresh.Service
+	catalog  *catalog.Catalog
+	store    *store.Store
+	log      *slog.Logger
+}
+
+// New returns the admin handler for token (which must not be empty).
+func New(token string, svc *refresh.Service, cat *catalog.Catalog, st *store.Store, log *slog.Logger) *Handler {
+	return &Handler{tokenSum: sha256.Sum256([]byte(token)), service: svc, catalog: cat, store: st, log: log}
+}
+
+// Register mounts the routes under /admin behind the token.
+func (h *Handler) Register(e *echo.Echo) {
+	g := e.Group("/admin", h.authorize)
+	g.POST("/refresh", h.refresh)
+	g.GET("/status", h.status)
+}
+
+// authorize compares digests of the presented and the configured token, so neither the token's
+// contents nor its length leak through timing.
+func (h *Handler) authorize(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		presented, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(presented))
+		if !ok || subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hookd"`)
+			return c.JSON(http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+		}
+		return next(c)
+	}
+}
+
+func (h *Handler) refresh(c echo.Context) error {
+	ctx := c.Request().Context()
+	runtime := c.QueryParam("runtime")
+	pullOnly := false
+	if v := c.QueryParam("recreate"); v != "" {
+		recreate, err := strconv.ParseBool(v)
+		if err != nil {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": "recreate must be true or false"})
+		}
+		pullOnly = !recreate
+	}
+	res, err := h.service.Refresh(ctx, runtime, pullOnly)
+	if errors.Is(err, refresh.ErrUnknownRuntime) {
+		names, _ := h.catalog.Names(ctx)
+		return c.JSON(http.StatusBadRequest, map[string]any{"error": "unknown runtime " + strconv.Quote(runtime), "known_runtimes": names})
+	}
+	if err != nil {
+		h.log.Error("admin refresh", "runtime", runtime, "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// Status is one runtime as /admin/status shows it.
+type Status struct {
+	Name          string        `json:"name"`
+	Image         string        `json:"image"`
+	Recreate      bool          `json:"recreate"`
+	DigestSeen    string        `json:"digest_seen"`
+	DigestRunning string        `json:"digest_running"`
+	Behind        bool          `json:"behind"`
+	Record        store.Record  `json:"record"`
+	Pending       *store.Job    `json:"pending,omitempty"`
+	LastRollout   *store.Result `json:"last_rollout,omitempty"`
+}
+
+func (h *Handler) status(c echo.Context) error {
+	out, err := Statuses(c.Request().Context(), h.catalog, h.store)
+	if err != nil {
+		h.log.Error("admin status", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"runtimes": out})
+}
+
+// Statuses reads every runtime's status.
+func Statuses(ctx context.Context, cat *catalog.Catalog, st *store.Store) ([]Status, error) {
+	runtimes, err := cat.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Status, 0, len(runtimes))
+	for _, rt := range runtimes {
+		out = append(out, status(rt, st))
+	}
+	return out, nil
+}
+
+func status(rt config.Runtime, st *store.Store) Status {
+	s := Status{Name: rt.Name, Image: rt.Image, Recreate: rt.ShouldRecreate()}
+	if rec, err := st.Record(rt.Name); err == nil {
+		s.Record = rec
+		s.DigestSeen, s.DigestRunning = rec.SeenDigest, rec.RunningDigest
+		s.Behind = rec.SeenDigest != "" && rec.SeenDigest != rec.RunningDigest
+	}
+	if j, ok, err := st.Pending(rt.Name); err == nil && ok {
+		s.Pending = &j
+	}
+	if r, ok, err := st.LastResult(rt.Name); err == nil && ok {
+		s.LastRollout = &r
+	}
+	return s
+}

@@ -1,0 +1,173 @@
+// Package catalog knows hookd's runtimes: the configured ones, or in zero-config mode the
+// groups of containers labelled hookd.enable=true, one runtime per image reference.
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/engine"
+)
+
+const (
+	// LabelRuntime marks a container as a member of the named runtime.
+	LabelRuntime = "hookd.runtime"
+	// LabelEnable opts a container in when no runtimes are configured.
+	LabelEnable = "hookd.enable"
+)
+
+// Lister is the part of the engine the catalog asks in zero-config mode.
+type Lister interface {
+	List(ctx context.Context, label, value string) ([]engine.Container, error)
+}
+
+// Catalog maps images to runtimes and runtimes to their containers.
+type Catalog struct {
+	lister     Lister
+	zeroConfig bool
+	maxAge     time.Duration
+
+	mu         sync.Mutex
+	byName     map[string]config.Runtime
+	byImage    map[string][]string
+	discovered time.Time
+}
+
+// New returns a catalog of the configured runtimes; with none, it discovers them through lister,
+// re-reading the engine when its view is older than maxAge.
+func New(runtimes []config.Runtime, lister Lister, maxAge time.Duration) *Catalog {
+	c := &Catalog{lister: lister, zeroConfig: len(runtimes) == 0, maxAge: maxAge}
+	c.set(runtimes)
+	return c
+}
+
+// ZeroConfig reports whether runtimes are discovered from labels.
+func (c *Catalog) ZeroConfig() bool { return c.zeroConfig }
+
+func (c *Catalog) set(runtimes []config.Runtime) {
+	c.byName = make(map[string]config.Runtime, len(runtimes))
+	c.byImage = make(map[string][]string, len(runtimes))
+	for _, r := range runtimes {
+		c.byName[r.Name] = r
+		c.byImage[r.Image] = append(c.byImage[r.Image], r.Name)
+	}
+}
+
+// Match returns the names of the runtimes following image ("host/repo:tag", normalized).
+func (c *Catalog) Match(ctx context.Context, image string) ([]string, error) {
+	return find(ctx, c, func() ([]string, bool) {
+		names := c.byImage[image]
+		return names, len(names) > 0
+	})
+}
+
+// Get returns the runtime called name.
+func (c *Catalog) Get(ctx context.Context, name string) (config.Runtime, bool, error) {
+	r, err := find(ctx, c, func() (config.Runtime, bool) {
+		r, ok := c.byName[name]
+		return r, ok
+	})
+	return r, r.Name != "", err
+}
+
+// find looks something up; in zero-config mode a miss re-reads the engine once, so a container
+// labelled a moment ago need not wait for the view to age.
+func find[T any](ctx context.Context, c *Catalog, lookup func() (T, bool)) (T, error) {
+	var zero T
+	for _, force := range []bool{false, true} {
+		if err := c.refresh(ctx, force); err != nil {
+			return zero, err
+		}
+		c.mu.Lock()
+		v, ok := lookup()
+		c.mu.Unlock()
+		if ok || !c.zeroConfig {
+			return v, nil
+		}
+	}
+	return zero, nil
+}
+
+// All returns every runtime, sorted by name.
+func (c *Catalog) All(ctx context.Context) ([]config.Runtime, error) {
+	if err := c.refresh(ctx, false); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]config.Runtime, 0, len(c.byName))
+	for _, r := range c.byName {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Names returns every runtime name, sorted.
+func (c *Catalog) Names(ctx context.Context) ([]string, error) {
+	all, err := c.All(ctx)
+	names := make([]string, len(all))
+	for i, r := range all {
+		names[i] = r.Name
+	}
+	return names, err
+}
+
+// Members returns the containers of runtime r, running or stopped; exact label match.
+func (c *Catalog) Members(ctx context.Context, r config.Runtime) ([]engine.Container, error) {
+	if !c.zeroConfig {
+		return c.lister.List(ctx, LabelRuntime, r.Name)
+	}
+	all, err := c.lister.List(ctx, LabelEnable, "true")
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.Container
+	for _, ct := range all {
+		if img, err := config.NormalizeImage(ct.Image); err == nil && img == r.Image {
+			out = append(out, ct)
+		}
+	}
+	return out, nil
+}
+
+// refresh re-reads the labelled containers in zero-config mode when the view is stale, or
+// when force is set and the view is older than a second (to bound engine calls under a flood).
+func (c *Catalog) refresh(ctx context.Context, force bool) error {
+	if !c.zeroConfig {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	age := time.Since(c.discovered)
+	if age < c.maxAge && (!force || age < time.Second) {
+		return nil
+	}
+	cts, err := c.lister.List(ctx, LabelEnable, "true")
+	if err != nil {
+		if !c.discovered.IsZero() {
+			return nil // a stale view beats none while the engine is briefly away
+		}
+		return fmt.Errorf("discover runtimes: %w", err)
+	}
+	var runtimes []config.Runtime
+	seen := map[string]bool{}
+	for _, ct := range cts {
+		img, err := config.NormalizeImage(ct.Image)
+		if err != nil || seen[img] {
+			continue // pinned by digest or not a followable reference
+		}
+		seen[img] = true
+		runtimes = append(runtimes, config.Runtime{
+			Name: img, Image: img,
+			MinUptime: config.DefaultMinUptime, HealthTimeout: config.DefaultHealthTimeout, Parallel: 1,
+		})
+	}
+	c.set(runtimes)
+	c.discovered = time.Now()
+	return nil
+}

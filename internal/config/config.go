@@ -1,0 +1,290 @@
+// Package config reads hookd's YAML file and environment into one validated Config.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration after file, environment and defaults are applied.
+type Config struct {
+	Listen       string    `yaml:"listen"`
+	StateDir     string    `yaml:"state_dir"`
+	RegistryHost string    `yaml:"registry_host"`
+	Webhook      Webhook   `yaml:"webhook"`
+	Admin        Admin     `yaml:"admin"`
+	Poll         Poll      `yaml:"poll"`
+	Log          Log       `yaml:"log"`
+	Runtimes     []Runtime `yaml:"runtimes"`
+
+	// Secrets are the webhook secrets read from the environment and secret files.
+	Secrets [][]byte `yaml:"-"`
+	// AdminToken is empty when the admin API is off.
+	AdminToken string `yaml:"-"`
+}
+
+type Webhook struct {
+	Path         string   `yaml:"path"`
+	SecretFiles  []string `yaml:"secret_files"`
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
+}
+
+type Admin struct {
+	TokenFile string `yaml:"token_file"`
+}
+
+type Poll struct {
+	Interval time.Duration `yaml:"interval"`
+	// Pace is the least time between two requests to one registry host, for polls and rollouts.
+	Pace time.Duration `yaml:"pace"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Runtime is a named group of containers that follow one image tag.
+type Runtime struct {
+	Name          string        `yaml:"name"`
+	Image         string        `yaml:"image"`
+	Recreate      *bool         `yaml:"recreate"`
+	MinUptime     time.Duration `yaml:"min_uptime"`
+	HealthTimeout time.Duration `yaml:"health_timeout"`
+	Parallel      int           `yaml:"parallel"`
+	Cleanup       bool          `yaml:"cleanup"`
+}
+
+// Repository is the image without its tag ("host/repo").
+func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
+
+// ShouldRecreate reports whether a rollout recreates containers (true unless `recreate: false`).
+func (r Runtime) ShouldRecreate() bool { return r.Recreate == nil || *r.Recreate }
+
+const (
+	DefaultListen        = ":8080"
+	DefaultStateDir      = "./data"
+	DefaultRegistryHost  = "ghcr.io"
+	DefaultWebhookPath   = "/hooks/ghcr"
+	DefaultMaxBodyBytes  = 1 << 20
+	DefaultPollInterval  = time.Hour
+	DefaultPollPace      = 50 * time.Millisecond
+	DefaultMinUptime     = 10 * time.Second
+	DefaultHealthTimeout = 60 * time.Second
+)
+
+// Load reads the file at path (none when empty), applies the environment through getenv and
+// the defaults, and validates. Every problem found is reported in the one returned error.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	// Zero is meaningful for the poll interval (off), so its default is set before the file and env.
+	c := &Config{Poll: Poll{Interval: DefaultPollInterval, Pace: DefaultPollPace}}
+	var problems []error
+	if path != "" {
+		if err := decodeFile(path, c); err != nil {
+			return nil, err
+		}
+	}
+	problems = append(problems, c.applyEnv(getenv)...)
+	c.applyDefaults()
+	problems = append(problems, c.loadSecrets(getenv)...)
+	problems = append(problems, c.validate()...)
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return c, nil
+}
+
+func decodeFile(path string, c *Config) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) []error {
+	var problems []error
+	set := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Listen, "HOOKD_LISTEN")
+	set(&c.StateDir, "HOOKD_STATE_DIR")
+	set(&c.RegistryHost, "HOOKD_REGISTRY_HOST")
+	set(&c.Log.Level, "HOOKD_LOG_LEVEL")
+	set(&c.Log.Format, "HOOKD_LOG_FORMAT")
+	set(&c.Admin.TokenFile, "HOOKD_ADMIN_TOKEN_FILE")
+	if f := getenv("HOOKD_WEBHOOK_SECRET_FILE"); f != "" {
+		c.Webhook.SecretFiles = []string{f}
+	}
+	if v := getenv("HOOKD_POLL_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("HOOKD_POLL_INTERVAL: %w", err))
+		}
+		c.Poll.Interval = d
+	}
+	return problems
+}
+
+func (c *Config) applyDefaults() {
+	def := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	def(&c.Listen, DefaultListen)
+	def(&c.StateDir, DefaultStateDir)
+	def(&c.RegistryHost, DefaultRegistryHost)
+	def(&c.Webhook.Path, DefaultWebhookPath)
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
+	c.RegistryHost = strings.ToLower(c.RegistryHost)
+	if c.Webhook.MaxBodyBytes == 0 {
+		c.Webhook.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	for i := range c.Runtimes {
+		r := &c.Runtimes[i]
+		if r.MinUptime == 0 {
+			r.MinUptime = DefaultMinUptime
+		}
+		if r.HealthTimeout == 0 {
+			r.HealthTimeout = DefaultHealthTimeout
+		}
+		if r.Parallel == 0 {
+			r.Parallel = 1
+		}
+		if img, err := NormalizeImage(r.Image); err == nil {
+			r.Image = img
+		}
+	}
+}
+
+func (c *Config) loadSecrets(getenv func(string) string) []error {
+	var problems []error
+	if s := getenv("HOOKD_WEBHOOK_SECRET"); s != "" {
+		c.Secrets = append(c.Secrets, []byte(s))
+	}
+	for _, f := range c.Webhook.SecretFiles {
+		lines, err := readLines(f)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("webhook secret file: %w", err))
+			continue
+		}
+		for _, l := range lines {
+			c.Secrets = append(c.Secrets, []byte(l))
+		}
+	}
+	if len(c.Secrets) == 0 && len(problems) == 0 {
+		problems = append(problems, errors.New("no webhook secret: set HOOKD_WEBHOOK_SECRET, HOOKD_WEBHOOK_SECRET_FILE or webhook.secret_files"))
+	}
+	c.AdminToken = getenv("HOOKD_ADMIN_TOKEN")
+	if c.AdminToken == "" && c.Admin.TokenFile != "" {
+		lines, err := readLines(c.Admin.TokenFile)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Errorf("admin token file: %w", err))
+		case len(lines) == 0:
+			problems = append(problems, fmt.Errorf("admin token file %s is empty", c.Admin.TokenFile))
+		default:
+			c.AdminToken = lines[0]
+		}
+	}
+	return problems
+}
+
+// readLines returns the non-empty lines of a secret file, trimmed; the contents never reach an error.
+func readLines(path string) ([]string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func (c *Config) validate() []error {
+	var problems []error
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Errorf(format, a...)) }
+	if !strings.HasPrefix(c.Webhook.Path, "/") {
+		bad("webhook.path %q must start with /", c.Webhook.Path)
+	}
+	if c.Webhook.MaxBodyBytes < 0 {
+		bad("webhook.max_body_bytes must be positive")
+	}
+	if c.Poll.Interval < 0 || c.Poll.Pace < 0 {
+		bad("poll.interval and poll.pace must not be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log format %q: want json or text", c.Log.Format)
+	}
+	names := map[string]bool{}
+	images := map[string]string{}
+	for i, r := range c.Runtimes {
+		where := fmt.Sprintf("runtimes[%d]", i)
+		if r.Name != "" {
+			where = fmt.Sprintf("runtime %q", r.Name)
+		}
+		switch {
+		case r.Name == "":
+			bad("%s: name is required", where)
+		case names[r.Name]:
+			bad("%s: name used twice", where)
+		}
+		names[r.Name] = true
+		if r.Image == "" {
+			bad("%s: image is required", where)
+		} else if _, err := NormalizeImage(r.Image); err != nil {
+			bad("%s: %v", where, err)
+		} else if other, ok := images[r.Image]; ok {
+			bad("%s: image %s is already followed by runtime %q", where, r.Image, other)
+		} else {
+			images[r.Image] = r.Name
+		}
+		if r.MinUptime < 0 || r.HealthTimeout < 0 {
+			bad("%s: min_uptime and health_timeout must not be negative", where)
+		}
+		if r.Parallel < 0 {
+			bad("%s: parallel must be at least 1", where)
+		}
+	}
+	return problems
+}
+
+// NormalizeImage returns the canonical "host/repo:tag" form of an image reference: lowercased,
+// tag defaulting to latest. A reference pinned to a digest has nothing to follow and is refused.
+func NormalizeImage(image string) (string, error) {
+	ref, err := name.ParseReference(strings.ToLower(image), name.WithDefaultTag("latest"))
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	tag, ok := ref.(name.Tag)
+	if !ok {
+		return "", fmt.Errorf("image %q is pinned to a digest; hookd follows tags", image)
+	}
+	return tag.Context().Name() + ":" + tag.TagStr(), nil
+}

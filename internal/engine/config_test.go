@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+func TestCommandOverrides(t *testing.T) {
+	img := []string{"/app"}
+	imgCmd := []string{"serve"}
+	cases := []struct {
+		name             string
+		ent, cmd         []string
+		imgEnt, imgCmd   []string
+		wantEnt, wantCmd []string
+		wantEntNil       bool
+	}{
+		{"image defaults", img, imgCmd, img, imgCmd, nil, nil, true},
+		{"cmd override", img, []string{"x"}, img, imgCmd, nil, []string{"x"}, true},
+		{"entrypoint override keeps cmd", []string{"/sh"}, []string{"-c", "x"}, img, imgCmd, []string{"/sh"}, []string{"-c", "x"}, false},
+		{"entrypoint override without cmd", []string{"/sh"}, nil, img, imgCmd, []string{"/sh"}, nil, false},
+		{"entrypoint equal to image's but set", img, nil, img, imgCmd, img, nil, false},
+		{"entrypoint emptied, image cmd applied", []string{}, imgCmd, img, imgCmd, []string{}, nil, false},
+		{"entrypoint emptied, own cmd", nil, []string{"/x"}, img, imgCmd, []string{}, []string{"/x"}, false},
+		{"no image entrypoint, cmd override", nil, []string{"x"}, nil, imgCmd, nil, []string{"x"}, true},
+	}
+	for _, tc := range cases {
+		ent, cmd := commandOverrides(tc.ent, tc.cmd, tc.imgEnt, tc.imgCmd)
+		if (ent == nil) != tc.wantEntNil || !slices.Equal(ent, tc.wantEnt) || !slices.Equal(cmd, tc.wantCmd) {
+			t.Errorf("%s: got %#v %#v, want %#v %#v", tc.name, ent, cmd, tc.wantEnt, tc.wantCmd)
+		}
+	}
+}
+
+func TestEnvAndLabelOverrides(t *testing.T) {
+	got := envOverrides([]string{"A=mine", "B=img", "PATH=/", "C=x"}, []string{"B=img", "PATH=/", "A=img"})
+	if !slices.Equal(got, []string{"A=mine", "C=x"}) {
+		t.Errorf("envOverrides = %v", got)
+	}
+	labels := labelOverrides(
+		map[string]string{"img": "1", "changed": "mine", "own": "x", "hookd.enable": "true"},
+		map[string]string{"img": "1", "changed": "img", "hookd.enable": "true"})
+	want := map[string]string{"changed": "mine", "own": "x", "hookd.enable": "true"}
+	if len(labels) != len(want) {
+		t.Errorf("labelOverrides = %v, want %v", labels, want)
+	}
+	for k, v := range want {
+		if labels[k] != v {
+			t.Errorf("labelOverrides = %v, want %v", labels, want)
+		}
+	}
+}
+
+func TestHealthOverrides(t *testing.T) {
+	img := &container.HealthConfig{Test: []string{"CMD", "h"}, Interval: time.Second, Retries: 2}
+	if h := healthOverrides(&container.HealthConfig{Test: []string{"CMD", "h"}, Interval: time.Second, Retries: 2}, img); h != nil {
+		t.Errorf("image's own healthcheck copied: %+v", h)
+	}
+	h := healthOverrides(&container.HealthConfig{Test: []string{"CMD", "h"}, Interval: 3 * time.Second, Retries: 2}, img)
+	if h == nil || h.Test != nil || h.Interval != 3*time.Second || h.Retries != 0 {
+		t.Errorf("partial override = %+v", h)
+	}
+	none := healthOverrides(&container.HealthConfig{Test: []string{"NONE"}}, img)
+	if none == nil || !slices.Equal(none.Test, []string{"NONE"}) {
+		t.Errorf("disabled healthcheck = %+v", none)
+	}
+	own := &container.HealthConfig{Test: []string{"CMD", "x"}, Interval: time.Second}
+	if h := healthOverrides(own, nil); h == nil || !slices.Equal(h.Test, own.Test) || h.Interval != time.Second {
+		t.Errorf("healthcheck on an image without one = %+v", h)
+	}
+}
+
+func TestBindTargetAndLinks(t *testing.T) {
+	cases := map[string]struct {
+		dst  string
+		anon bool
+	}{
+		"/anon":             {"/anon", true},
+		"/anon:ro":          {"/anon", true},
+		"vol:/data":         {"/data", false},
+		"/host/dir:/mnt:ro": {"/mnt", false},
+	}
+	for b, want := range cases {
+		if dst, anon := bindTarget(b); dst != want.dst || anon != want.anon {
+			t.Errorf("bindTarget(%q) = %q, %v", b, dst, anon)
+		}
+	}
+	if got := createLinks([]string{"/db:/web/database", "/cache:/web/cache"}); !slices.Equal(got, []string{"db:database", "cache:cache"}) {
+		t.Errorf("createLinks = %v", got)
+	}
+}
+
+func TestMountinfoOnTheHost(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	host := "1234 28 0:5 / /var/lib/docker/containers/" + id + "/mounts/shm rw,nosuid - tmpfs shm rw\n"
+	if got := containerIDsFromMountinfo(strings.NewReader(host)); len(got) != 0 {
+		t.Errorf("host mountinfo gave %v", got)
+	}
+	inside := "613 599 8:1 /var/lib/docker/containers/" + id + "/hostname /etc/hostname rw,relatime - ext4 /dev/sda1 rw\n"
+	if got := containerIDsFromMountinfo(strings.NewReader(inside)); !slices.Equal(got, []string{id}) {
+		t.Errorf("container mountinfo gave %v", got)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	a := Auth{Username: "u", Password: "hunter2", RegistryToken: "tok-123"}
+	err := a.redact(errors.New("login hunter2 failed with tok-123"))
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "tok-123") {
+		t.Errorf("redact = %v", err)
+	}
+	plain := errors.New("plain")
+	if a.redact(plain) != plain {
+		t.Error("redact replaced an error without secrets")
+	}
+	if got := repositories([]string{"h:5000/a:latest", "h:5000/a@sha256:x", "h:5000/b:1"}); got != 2 {
+		t.Errorf("repositories = %d", got)
+	}
+}

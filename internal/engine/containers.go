@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// Container is what hookd needs to know about a container.
+type Container struct {
+	ID      string
+	Name    string // without the leading "/"
+	Image   string // Config.Image: the reference it was created from
+	ImageID string
+	Running bool
+	State   string // created, running, paused, restarting, removing, exited, dead
+	Labels  map[string]string
+}
+
+// List returns every container, running or not, labelled label=value,
+// sorted by name.
+func (e *Engine) List(ctx context.Context, label, value string) ([]Container, error) {
+	return e.list(ctx, label+"="+value)
+}
+
+// ListLabelled returns every container, running or not, that has the label
+// key at all, sorted by name.
+func (e *Engine) ListLabelled(ctx context.Context, label string) ([]Container, error) {
+	return e.list(ctx, label)
+}
+
+// list inspects each match because the list endpoint shows an image ID
+// instead of Config.Image once the tag the container was created from has
+// moved, and hookd groups containers by that reference.
+func (e *Engine) list(ctx context.Context, labelFilter string) ([]Container, error) {
+	found, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", labelFilter)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers labelled %s: %w", labelFilter, err)
+	}
+	out := make([]Container, 0, len(found))
+	for _, s := range found {
+		c, err := e.Inspect(ctx, s.ID)
+		if cerrdefs.IsNotFound(err) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Inspect describes one container, by ID or name.
+func (e *Engine) Inspect(ctx context.Context, id string) (Container, error) {
+	c, err := e.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return Container{}, fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	return summarise(c), nil
+}
+
+func summarise(c container.InspectResponse) Container {
+	out := Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), ImageID: c.Image}
+	if c.Config != nil {
+		out.Image = c.Config.Image
+		out.Labels = c.Config.Labels
+	}
+	if c.State != nil {
+		out.Running = c.State.Running
+		out.State = string(c.State.Status)
+	}
+	return out
+}
+
+// Stop stops the container with its own stop signal and stop timeout (the
+// engine's default of 10 s when it has none). Stopping a stopped container
+// does nothing.
+func (e *Engine) Stop(ctx context.Context, id string) error {
+	if err := e.cli.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+		return fmt.Errorf("stop container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Rename gives the container a new name.
+func (e *Engine) Rename(ctx context.Context, id, name string) error {
+	if err := e.cli.ContainerRename(ctx, id, name); err != nil {
+		return fmt.Errorf("rename container %s to %s: %w", id, name, err)
+	}
+	return nil
+}
+
+// Start starts a created or stopped container.
+func (e *Engine) Start(ctx context.Context, id string) error {
+	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove force-removes the container but never its volumes: anonymous
+// volumes live on in the replacement. A missing container is not an error.
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: false})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+// State is a container's run state, for health gates.
+type State struct {
+	Running      bool
+	Status       string
+	Health       string // starting, healthy, unhealthy; "" without a healthcheck
+	ExitCode     int
+	StartedAt    time.Time // zero when never started
+	RestartCount int
+	Error        string
+}
+
+// State reads the container's run state.
+func (e *Engine) State(ctx context.Context, id string) (State, error) {
+	c, err := e.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return State{}, fmt.Errorf("container state %s: %w", id, err)
+	}
+	st := State{RestartCount: c.RestartCount}
+	if s := c.State; s != nil {
+		st.Running = s.Running
+		st.Status = string(s.Status)
+		st.ExitCode = s.ExitCode
+		st.Error = s.Error
+		if s.Health != nil {
+			st.Health = string(s.Health.Status)
+		}
+		if t, err := time.Parse(time.RFC3339Nano, s.StartedAt); err == nil && t.Year() > 1 {
+			st.StartedAt = t
+		}
+	}
+	return st, nil
+}
+
+// SelfID returns the ID of the container this process runs in, or "" when
+// it runs outside a container of this engine. The engine bind-mounts
+// /etc/hostname, /etc/hosts and /etc/resolv.conf from its containers/<id>/
+// directory, which /proc/self/mountinfo shows; the hostname, which the
+// engine defaults to the short ID, is the fallback.
+func (e *Engine) SelfID(ctx context.Context) string {
+	var candidates []string
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		candidates = containerIDsFromMountinfo(f)
+		f.Close()
+	}
+	if h, err := os.Hostname(); err == nil && hexID.MatchString(h) {
+		candidates = append(candidates, h)
+	}
+	for _, id := range candidates {
+		c, err := e.cli.ContainerInspect(ctx, id)
+		// Inspect also accepts names and ID prefixes; only an ID that
+		// starts with the candidate counts.
+		if err == nil && strings.HasPrefix(c.ID, id) {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+var (
+	hexID          = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+	containersPath = regexp.MustCompile(`/containers/([0-9a-f]{64})/`)
+)
+
+// containerIDsFromMountinfo finds the container IDs in the roots of the
+// files the engine bind-mounts into a container. On the host itself these
+// mount points do not appear, while the engine's own per-container mounts
+// (shm) do, which is why the mount point is checked too.
+func containerIDsFromMountinfo(r io.Reader) []string {
+	var ids []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		root, mountPoint := fields[3], fields[4]
+		switch mountPoint {
+		case "/etc/hostname", "/etc/hosts", "/etc/resolv.conf":
+		default:
+			continue
+		}
+		if m := containersPath.FindStringSubmatch(root); m != nil && !slices.Contains(ids, m[1]) {
+			ids = append(ids, m[1])
+		}
+	}
+	return ids
+}

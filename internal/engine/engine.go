@@ -1,0 +1,217 @@
+// Package engine is hookd's only door to the Docker engine: small primitives
+// (pull, inspect, create a faithful replacement, stop, rename, start, remove)
+// that the rollout logic in internal/refresh composes.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+)
+
+// Engine talks to one Docker engine.
+type Engine struct {
+	cli *client.Client
+}
+
+// New connects lazily to the engine named by the environment (DOCKER_HOST,
+// DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION). It does not
+// contact the engine, so it succeeds while the engine is down; the API
+// version is negotiated on the first request that reaches it.
+func New() (*Engine, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Engine{cli: cli}, nil
+}
+
+// Close releases the client's connections.
+func (e *Engine) Close() error {
+	return e.cli.Close()
+}
+
+// Ping reports whether the engine answers.
+func (e *Engine) Ping(ctx context.Context) error {
+	if _, err := e.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("ping docker engine: %w", err)
+	}
+	return nil
+}
+
+// APIVersion is the API version in use: the negotiated one once a request
+// has reached the engine.
+func (e *Engine) APIVersion() string {
+	return e.cli.ClientVersion()
+}
+
+// Auth is a registry credential; the zero value pulls anonymously.
+type Auth struct {
+	Username      string
+	Password      string
+	IdentityToken string
+	RegistryToken string
+}
+
+// redact removes the credential's secrets from err's text, keeping err
+// itself (and so errors.Is) when it does not contain them.
+func (a Auth) redact(err error) error {
+	msg := err.Error()
+	clean := a.redactString(msg)
+	if clean == msg {
+		return err
+	}
+	return errors.New(clean)
+}
+
+func (a Auth) redactString(s string) string {
+	for _, secret := range []string{a.Password, a.IdentityToken, a.RegistryToken} {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return s
+}
+
+// Pull pulls ref ("host/repo@sha256:..." or "host/repo:tag"). The engine
+// reports most failures inside the progress stream with a 200 status, so the
+// whole stream is read and any error message in it fails the pull.
+func (e *Engine) Pull(ctx context.Context, ref string, auth Auth) error {
+	var opts image.PullOptions
+	if auth != (Auth{}) {
+		enc, err := registry.EncodeAuthConfig(registry.AuthConfig{
+			Username:      auth.Username,
+			Password:      auth.Password,
+			IdentityToken: auth.IdentityToken,
+			RegistryToken: auth.RegistryToken,
+		})
+		if err != nil {
+			return fmt.Errorf("pull %s: encode credentials: %w", ref, auth.redact(err))
+		}
+		opts.RegistryAuth = enc
+	}
+	rc, err := e.cli.ImagePull(ctx, ref, opts)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, auth.redact(err))
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg jsonmessage.JSONMessage
+		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("pull %s: read progress: %w", ref, auth.redact(err))
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("pull %s: %s", ref, auth.redactString(msg.Error.Message))
+		}
+	}
+}
+
+// HasImage reports whether the engine holds repo@digest, and its image ID.
+func (e *Engine) HasImage(ctx context.Context, repo, digest string) (string, bool, error) {
+	ref := repo + "@" + digest
+	img, err := e.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	for _, rd := range img.RepoDigests {
+		if familiar(rd) == familiar(ref) {
+			return img.ID, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// familiar shortens Docker Hub references the way the engine lists them, so
+// "docker.io/library/x@d" and "x@d" compare equal.
+func familiar(ref string) string {
+	ref = strings.TrimPrefix(ref, "docker.io/")
+	return strings.TrimPrefix(ref, "library/")
+}
+
+// RemoveImageIfUnused removes the image when no container, in any state,
+// was created from it. A missing image is not an error.
+func (e *Engine) RemoveImageIfUnused(ctx context.Context, imageID string) (bool, error) {
+	img, err := e.cli.ImageInspect(ctx, imageID)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove image %s: inspect: %w", imageID, err)
+	}
+	used, err := e.imageUsed(ctx, img.ID)
+	if err != nil || used {
+		return false, err
+	}
+	refs := append(append([]string{}, img.RepoTags...), img.RepoDigests...)
+	if repositories(refs) <= 1 {
+		_, err := e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true})
+		if cerrdefs.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("remove image %s: %w", img.ID, err)
+		}
+		return true, nil
+	}
+	// The engine refuses to remove by ID, without force, an image referenced
+	// from several repositories; force would also override its in-use check.
+	// So drop the references one by one: the engine deletes the image with the
+	// last one, and still refuses if a container appeared meanwhile.
+	for _, ref := range refs {
+		if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return false, fmt.Errorf("remove image %s: untag %s: %w", img.ID, ref, err)
+		}
+	}
+	_, err = e.cli.ImageInspect(ctx, img.ID)
+	if cerrdefs.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove image %s: inspect: %w", img.ID, err)
+	}
+	return false, fmt.Errorf("remove image %s: still present after removing its references", img.ID)
+}
+
+// repositories counts the distinct repositories among image references
+// ("repo:tag", "repo@digest").
+func repositories(refs []string) int {
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		repo, _, _ := strings.Cut(ref, "@")
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		seen[repo] = true
+	}
+	return len(seen)
+}
+
+func (e *Engine) imageUsed(ctx context.Context, imageID string) (bool, error) {
+	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs()})
+	if err != nil {
+		return false, fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range list {
+		if c.ImageID == imageID {
+			return true, nil
+		}
+	}
+	return false, nil
+}

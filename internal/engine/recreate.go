@@ -1,0 +1,459 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/strslice"
+	"github.com/docker/go-connections/nat"
+)
+
+// CreateReplacement creates, without starting it, a container named name
+// from image (a reference the engine holds) that is given everything the old
+// container was given: its Config overrides, its HostConfig, its networks
+// with aliases and static addresses, and its volumes (anonymous ones by
+// name, so their data carries over). What the old image supplied and the
+// container did not override is left unset, so the new image's defaults
+// apply. On failure nothing is left behind.
+func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name string) (string, error) {
+	fail := func(err error) (string, error) {
+		return "", fmt.Errorf("create replacement %s for %s: %w", name, oldID, err)
+	}
+	old, err := e.cli.ContainerInspect(ctx, oldID)
+	if err != nil {
+		return fail(fmt.Errorf("inspect: %w", err))
+	}
+	if old.Config == nil || old.HostConfig == nil {
+		return fail(errors.New("inspect: no config"))
+	}
+	// Without the old image hookd cannot tell the container's own settings
+	// from the image's defaults; guessing either way could break the new
+	// image, so this is an error. (The engine keeps an image while a
+	// container uses it, so this is rare.)
+	oldImage, err := e.cli.ImageInspect(ctx, old.Image)
+	if err != nil {
+		return fail(fmt.Errorf("inspect old image %s: %w", old.Image, err))
+	}
+	defaults := imageDefaults{}
+	if c := oldImage.Config; c != nil {
+		defaults = imageDefaults{
+			Env: c.Env, Cmd: c.Cmd, Entrypoint: c.Entrypoint, Healthcheck: c.Healthcheck,
+			WorkingDir: c.WorkingDir, User: c.User, StopSignal: c.StopSignal,
+			ExposedPorts: c.ExposedPorts, Volumes: c.Volumes, Labels: c.Labels,
+		}
+	}
+	hostHostname := ""
+	if old.HostConfig.NetworkMode.IsHost() {
+		// With the host's network the engine defaults the hostname to its own.
+		if info, err := e.cli.Info(ctx); err == nil {
+			hostHostname = info.Name
+		}
+	}
+	cfg := replacementConfig(old, defaults, image, hostHostname)
+
+	hc, err := e.replacementHostConfig(ctx, old)
+	if err != nil {
+		return fail(err)
+	}
+	first, rest := replacementEndpoints(old, hc)
+	var netCfg *network.NetworkingConfig
+	if first != nil {
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{first.network: first.settings}}
+	}
+
+	created, err := e.cli.ContainerCreate(ctx, cfg, hc, netCfg, nil, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The engine may have created it after the request was abandoned.
+			if rmErr := e.removeAbandoned(ctx, name, image, old.ID); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up: %w", rmErr))
+			}
+		}
+		return fail(err)
+	}
+	// API 1.41 takes a single endpoint at create; the others are connected
+	// before the first start, which works on every API version.
+	for _, ep := range rest {
+		if err := e.cli.NetworkConnect(ctx, ep.network, created.ID, ep.settings); err != nil {
+			err = fmt.Errorf("connect network %s: %w", ep.network, err)
+			if rmErr := e.removeHalfMade(ctx, created.ID); rmErr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up: %w", rmErr))
+			}
+			return fail(err)
+		}
+	}
+	return created.ID, nil
+}
+
+// removeHalfMade removes a replacement that could not be completed, even when
+// ctx is already done.
+func (e *Engine) removeHalfMade(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return e.Remove(ctx, id)
+}
+
+// removeAbandoned removes the container name if it is a never-started
+// replacement from image (and not the old container itself).
+func (e *Engine) removeAbandoned(ctx context.Context, name, image, oldID string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	c, err := e.cli.ContainerInspect(ctx, name)
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", name, err)
+	}
+	if c.ID == oldID || c.Config == nil || c.Config.Image != image || c.State == nil || c.State.Status != "created" {
+		return nil // not ours
+	}
+	return e.Remove(ctx, c.ID)
+}
+
+// imageDefaults are the parts of an image's config that become a
+// container's settings unless the container overrides them.
+type imageDefaults struct {
+	Env          []string
+	Cmd          []string
+	Entrypoint   []string
+	Healthcheck  *container.HealthConfig
+	WorkingDir   string
+	User         string
+	StopSignal   string
+	ExposedPorts map[string]struct{}
+	Volumes      map[string]struct{}
+	Labels       map[string]string
+}
+
+// hookdLabelPrefix marks labels hookd itself relies on (membership,
+// opt-in); they are always kept, even when the old image supplied them.
+const hookdLabelPrefix = "hookd."
+
+func replacementConfig(old container.InspectResponse, img imageDefaults, image, hostHostname string) *container.Config {
+	oc := old.Config
+	cfg := &container.Config{
+		Domainname:      oc.Domainname,
+		AttachStdin:     oc.AttachStdin,
+		AttachStdout:    oc.AttachStdout,
+		AttachStderr:    oc.AttachStderr,
+		Tty:             oc.Tty,
+		OpenStdin:       oc.OpenStdin,
+		StdinOnce:       oc.StdinOnce,
+		Image:           image,
+		NetworkDisabled: oc.NetworkDisabled,
+		MacAddress:      oc.MacAddress, //nolint:staticcheck // the only place API < 1.44 keeps a pinned MAC
+		StopTimeout:     oc.StopTimeout,
+	}
+	mode := old.HostConfig.NetworkMode
+	// The engine sets the hostname to the short ID (or, with the host's
+	// network, to the host's name) when none was given; copying that would
+	// pin the old ID. With another container's network a hostname is refused.
+	if h := oc.Hostname; h != "" && !mode.IsContainer() && h != shortID(old.ID) && !(mode.IsHost() && h == hostHostname) {
+		cfg.Hostname = h
+	}
+	if oc.User != img.User {
+		cfg.User = oc.User
+	}
+	if oc.WorkingDir != img.WorkingDir {
+		cfg.WorkingDir = oc.WorkingDir
+	}
+	if oc.StopSignal != img.StopSignal {
+		cfg.StopSignal = oc.StopSignal
+	}
+	cfg.Env = envOverrides(oc.Env, img.Env)
+	cfg.Entrypoint, cfg.Cmd = commandOverrides(oc.Entrypoint, oc.Cmd, img.Entrypoint, img.Cmd)
+	cfg.Healthcheck = healthOverrides(oc.Healthcheck, img.Healthcheck)
+	if ports := setBeyond(portKeys(oc.ExposedPorts), img.ExposedPorts); len(ports) > 0 && !mode.IsContainer() {
+		cfg.ExposedPorts = nat.PortSet{}
+		for p := range ports {
+			cfg.ExposedPorts[nat.Port(p)] = struct{}{}
+		}
+	}
+	if vols := setBeyond(oc.Volumes, img.Volumes); len(vols) > 0 {
+		cfg.Volumes = vols
+	}
+	cfg.Labels = labelOverrides(oc.Labels, img.Labels)
+	return cfg
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// envOverrides drops the entries that are exactly the old image's, so the
+// new image's values apply; the engine appends the new image's entries for
+// keys the container does not set.
+func envOverrides(env, imageEnv []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !slices.Contains(imageEnv, kv) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// commandOverrides returns the Entrypoint and Cmd to create with. The engine
+// applies the image's Cmd only when the container sets no Entrypoint (or an
+// empty one) and no Cmd, and the image's Entrypoint only when the container
+// sets none at all (nil, as opposed to empty).
+func commandOverrides(ent, cmd, imageEnt, imageCmd []string) (strslice.StrSlice, strslice.StrSlice) {
+	entSet := !slices.Equal(ent, imageEnt)
+	// An empty Cmd beside a non-empty image Cmd means the engine did not
+	// apply the image's Cmd: the Entrypoint was given explicitly, even if it
+	// equals the image's.
+	if !entSet && len(cmd) == 0 && len(imageCmd) > 0 && len(ent) > 0 {
+		entSet = true
+	}
+	if !entSet {
+		if slices.Equal(cmd, imageCmd) {
+			return nil, nil
+		}
+		return nil, cmd
+	}
+	if ent == nil {
+		ent = []string{} // empty, not nil: nil would bring back the image's
+	}
+	if len(ent) == 0 && slices.Equal(cmd, imageCmd) {
+		return ent, nil // the engine filled in the image's Cmd
+	}
+	return ent, cmd
+}
+
+// healthOverrides keeps the healthcheck fields the container set itself; the
+// engine fills the others from the new image field by field.
+func healthOverrides(h, image *container.HealthConfig) *container.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	out := *h
+	out.Test = slices.Clone(h.Test)
+	if image != nil {
+		if slices.Equal(out.Test, image.Test) {
+			out.Test = nil
+		}
+		if out.Interval == image.Interval {
+			out.Interval = 0
+		}
+		if out.Timeout == image.Timeout {
+			out.Timeout = 0
+		}
+		if out.StartPeriod == image.StartPeriod {
+			out.StartPeriod = 0
+		}
+		if out.StartInterval == image.StartInterval {
+			out.StartInterval = 0
+		}
+		if out.Retries == image.Retries {
+			out.Retries = 0
+		}
+	}
+	if len(out.Test) == 0 && out.Interval == 0 && out.Timeout == 0 && out.StartPeriod == 0 && out.StartInterval == 0 && out.Retries == 0 {
+		return nil
+	}
+	return &out
+}
+
+func portKeys(ports nat.PortSet) map[string]struct{} {
+	out := map[string]struct{}{}
+	for p := range ports {
+		out[string(p)] = struct{}{}
+	}
+	return out
+}
+
+// setBeyond returns the members of set that are not in image: the ones the
+// container added (the engine merges the new image's in).
+func setBeyond(set, image map[string]struct{}) map[string]struct{} {
+	out := map[string]struct{}{}
+	for k := range set {
+		if _, ok := image[k]; !ok {
+			out[k] = struct{}{}
+		}
+	}
+	return out
+}
+
+// labelOverrides drops labels whose value the old image supplied (the engine
+// merges the new image's labels), except hookd's own.
+func labelOverrides(labels, image map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range labels {
+		if iv, ok := image[k]; ok && iv == v && !strings.HasPrefix(k, hookdLabelPrefix) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// replacementHostConfig is the old HostConfig, with anonymous volumes turned
+// into mounts of the same volumes by name and links in create syntax.
+func (e *Engine) replacementHostConfig(ctx context.Context, old container.InspectResponse) (*container.HostConfig, error) {
+	hc := *old.HostConfig
+	hc.ContainerIDFile = ""
+	hc.Links = createLinks(old.HostConfig.Links)
+
+	// Volumes shared from other containers stay VolumesFrom.
+	covered := map[string]bool{}
+	for _, ref := range old.HostConfig.VolumesFrom {
+		from, _, _ := strings.Cut(ref, ":")
+		c, err := e.cli.ContainerInspect(ctx, from)
+		if err != nil {
+			return nil, fmt.Errorf("inspect volumes-from container %s: %w", from, err)
+		}
+		for _, mp := range c.Mounts {
+			covered[mp.Destination] = true
+		}
+	}
+	hc.Binds = nil
+	for _, b := range old.HostConfig.Binds {
+		dst, anonymous := bindTarget(b)
+		if anonymous {
+			continue // carried below, by volume name
+		}
+		hc.Binds = append(hc.Binds, b)
+		covered[dst] = true
+	}
+	volumeAt := map[string]container.MountPoint{}
+	for _, mp := range old.Mounts {
+		if mp.Type == mount.TypeVolume && mp.Name != "" {
+			volumeAt[mp.Destination] = mp
+		}
+	}
+	hc.Mounts = nil
+	for _, m := range old.HostConfig.Mounts {
+		if m.Type == mount.TypeVolume && m.Source == "" {
+			if mp, ok := volumeAt[m.Target]; ok {
+				m.Source = mp.Name
+			}
+		}
+		hc.Mounts = append(hc.Mounts, m)
+		covered[m.Target] = true
+	}
+	dests := slices.Sorted(maps.Keys(volumeAt))
+	for _, dst := range dests {
+		if covered[dst] {
+			continue
+		}
+		mp := volumeAt[dst]
+		m := mount.Mount{Type: mount.TypeVolume, Source: mp.Name, Target: dst, ReadOnly: !mp.RW}
+		if mp.Driver != "" && mp.Driver != "local" {
+			m.VolumeOptions = &mount.VolumeOptions{DriverConfig: &mount.Driver{Name: mp.Driver}}
+		}
+		hc.Mounts = append(hc.Mounts, m)
+	}
+	return &hc, nil
+}
+
+// bindTarget parses a Binds entry: "src:dst[:mode]", or "dst[:mode]" for an
+// anonymous volume (no source: the engine creates a fresh volume from it).
+func bindTarget(b string) (dst string, anonymous bool) {
+	parts := strings.Split(b, ":")
+	switch {
+	case len(parts) == 1:
+		return parts[0], true
+	case len(parts) == 2 && !strings.HasPrefix(parts[1], "/"):
+		return parts[0], true // "dst:mode": a target is always absolute
+	default:
+		return parts[1], false
+	}
+}
+
+// createLinks turns inspect's "/other:/self/alias" into create's
+// "other:alias".
+func createLinks(links []string) []string {
+	var out []string
+	for _, l := range links {
+		name, alias, ok := strings.Cut(l, ":")
+		if !ok {
+			out = append(out, strings.TrimPrefix(l, "/"))
+			continue
+		}
+		out = append(out, strings.TrimPrefix(name, "/")+":"+alias[strings.LastIndex(alias, "/")+1:])
+	}
+	return out
+}
+
+type endpoint struct {
+	network  string
+	settings *network.EndpointSettings
+}
+
+// replacementEndpoints picks the endpoint to create with (the one of the
+// network mode) and the ones to connect afterwards, and points hc's network
+// mode at the first.
+func replacementEndpoints(old container.InspectResponse, hc *container.HostConfig) (*endpoint, []endpoint) {
+	mode := hc.NetworkMode
+	if mode.IsHost() || mode.IsNone() || mode.IsContainer() || old.NetworkSettings == nil {
+		return nil, nil
+	}
+	nets := old.NetworkSettings.Networks
+	names := make([]string, 0, len(nets))
+	for n := range nets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, nil
+	}
+	primary := mode.NetworkName()
+	if mode.IsDefault() {
+		primary = network.NetworkBridge
+	}
+	if _, ok := nets[primary]; !ok {
+		// Disconnected from the network it was created on: start from one it
+		// is on.
+		primary = names[0]
+		hc.NetworkMode = container.NetworkMode(primary)
+	}
+	first := &endpoint{network: primary, settings: endpointSettings(old.ID, primary, nets[primary])}
+	var rest []endpoint
+	for _, n := range names {
+		if n != primary {
+			rest = append(rest, endpoint{network: n, settings: endpointSettings(old.ID, n, nets[n])})
+		}
+	}
+	return first, rest
+}
+
+// endpointSettings keeps the configured part of an endpoint. The MAC
+// address is left out: inspect cannot tell a pinned one from a generated one.
+func endpointSettings(oldID, networkName string, es *network.EndpointSettings) *network.EndpointSettings {
+	out := &network.EndpointSettings{}
+	if es == nil {
+		return out
+	}
+	if es.IPAMConfig != nil {
+		ipam := *es.IPAMConfig
+		ipam.LinkLocalIPs = slices.Clone(es.IPAMConfig.LinkLocalIPs)
+		out.IPAMConfig = &ipam
+	}
+	out.Links = slices.Clone(es.Links)
+	out.DriverOpts = maps.Clone(es.DriverOpts)
+	out.GwPriority = es.GwPriority
+	// The engine adds the short ID as an alias on user-defined networks (and
+	// refuses aliases on the default ones).
+	if container.NetworkMode(networkName).IsUserDefined() {
+		for _, a := range es.Aliases {
+			if a != shortID(oldID) && !slices.Contains(out.Aliases, a) {
+				out.Aliases = append(out.Aliases, a)
+			}
+		}
+	}
+	return out
+}

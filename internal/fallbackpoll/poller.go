@@ -1,0 +1,208 @@
+// Package fallbackpoll catches pushes whose delivery never arrived: it asks the registry what
+// each runtime's tag points to and queues the same job a delivery would when that is not what
+// runs. It compares against the engine, not against memory, so a push made while hookd was
+// down is rolled out by the pass hookd makes when it starts.
+package fallbackpoll
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookd/hookd/internal/catalog"
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/engine"
+	"github.com/hookd/hookd/internal/registry"
+	"github.com/hookd/hookd/internal/store"
+)
+
+// Results of one runtime's check, the values of hookd_poll_checks_total's result label.
+const (
+	ResultUpToDate  = "up_to_date"
+	ResultQueued    = "queued"
+	ResultConfirmed = "confirmed"     // a verified delivery spoke for it within the interval
+	ResultFailed    = "failed_digest" // the tag still points to a digest that was rolled back
+	ResultLimited   = "rate_limited"
+	ResultError     = "error"
+)
+
+// Submitter queues a job on the one rollout path.
+type Submitter interface {
+	Submit(ctx context.Context, j store.Job) (uint64, error)
+}
+
+// Poller runs the fallback poll.
+type Poller struct {
+	catalog  *catalog.Catalog
+	registry *registry.Client
+	engine   *engine.Engine
+	store    *store.Store
+	submit   Submitter
+	interval time.Duration
+	metrics  *Metrics
+	log      *slog.Logger
+}
+
+// New returns a poller that checks every runtime each interval (0 turns it off).
+func New(cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, st *store.Store, submit Submitter, interval time.Duration, m *Metrics, log *slog.Logger) *Poller {
+	return &Poller{catalog: cat, registry: reg, engine: eng, store: st, submit: submit, interval: interval, metrics: m, log: log}
+}
+
+// Metrics are the poll's.
+type Metrics struct {
+	checks   *prometheus.CounterVec
+	behind   *prometheus.GaugeVec
+	lastPass prometheus.Gauge
+}
+
+// NewMetrics registers the poll's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookd_poll_checks_total",
+			Help: "Fallback poll checks of one runtime by result.",
+		}, []string{"result"}),
+		behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hookd_runtime_behind",
+			Help: "1 when the runtime does not run what its tag points to at the registry.",
+		}, []string{"runtime"}),
+		lastPass: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookd_poll_last_success_timestamp_seconds",
+			Help: "When the last fallback poll pass in which every check succeeded ended.",
+		}),
+	}
+	reg.MustRegister(m.checks, m.behind, m.lastPass)
+	return m
+}
+
+// Run makes one pass at once, then one each interval (±10%, so many hookds don't knock together).
+func (p *Poller) Run(ctx context.Context) error {
+	if p.interval <= 0 {
+		p.log.Info("fallback poll is off")
+		return nil
+	}
+	for {
+		p.Pass(ctx)
+		wait := time.Duration(float64(p.interval) * (0.9 + 0.2*rand.Float64()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Pass checks every runtime once. Runtimes on different registry hosts are checked side by side,
+// so a host that is slow or asks to wait holds up only its own runtimes.
+func (p *Poller) Pass(ctx context.Context) {
+	runtimes, err := p.catalog.All(ctx)
+	if err != nil {
+		p.log.Error("fallback poll: list runtimes", "err", err)
+		return
+	}
+	byHost := map[string][]config.Runtime{}
+	for _, rt := range runtimes {
+		host, _, _ := strings.Cut(rt.Image, "/")
+		byHost[host] = append(byHost[host], rt)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := true
+	for _, rts := range byHost {
+		wg.Go(func() {
+			for _, rt := range rts {
+				if ctx.Err() != nil {
+					return
+				}
+				res := p.check(ctx, rt)
+				p.metrics.checks.WithLabelValues(res).Inc()
+				if res == ResultError || res == ResultLimited {
+					mu.Lock()
+					ok = false
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ok && ctx.Err() == nil {
+		p.metrics.lastPass.SetToCurrentTime()
+	}
+}
+
+func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
+	rec, err := p.store.Record(rt.Name)
+	if err != nil {
+		p.log.Error("fallback poll: read record", "runtime", rt.Name, "err", err)
+		return ResultError
+	}
+	if rec.SeenVia == store.TriggerWebhook && time.Since(rec.SeenAt) < p.interval {
+		return ResultConfirmed
+	}
+	digest, err := p.registry.Resolve(ctx, rt.Image)
+	if err != nil {
+		var limited *registry.RateLimitedError
+		if errors.As(err, &limited) {
+			p.log.Warn("fallback poll: registry asked to wait", "runtime", rt.Name, "until", limited.Until)
+			return ResultLimited
+		}
+		p.log.Error("fallback poll: resolve tag", "runtime", rt.Name, "err", err)
+		return ResultError
+	}
+	if _, err := p.store.UpdateRecord(rt.Name, func(r *store.Record) {
+		r.SeenDigest, r.SeenAt, r.SeenVia = digest, time.Now(), store.TriggerPoll
+	}); err != nil {
+		p.log.Error("fallback poll: record digest", "runtime", rt.Name, "err", err)
+		return ResultError
+	}
+	current, err := p.runs(ctx, rt, digest)
+	if err != nil {
+		p.log.Error("fallback poll: read engine", "runtime", rt.Name, "err", err)
+		return ResultError
+	}
+	if current {
+		p.metrics.behind.WithLabelValues(rt.Name).Set(0)
+		return ResultUpToDate
+	}
+	p.metrics.behind.WithLabelValues(rt.Name).Set(1)
+	if digest == rec.FailedDigest {
+		return ResultFailed
+	}
+	if _, err := p.submit.Submit(ctx, store.Job{Runtime: rt.Name, Trigger: store.TriggerPoll, Hint: digest, Requests: 1}); err != nil {
+		p.log.Error("fallback poll: queue", "runtime", rt.Name, "err", err)
+		return ResultError
+	}
+	p.log.Info("fallback poll queued a rollout", "runtime", rt.Name, "digest", digest)
+	return ResultQueued
+}
+
+// runs reports whether the runtime already has digest: every container of a recreating runtime
+// runs it, or the engine holds it for a pull-only one.
+func (p *Poller) runs(ctx context.Context, rt config.Runtime, digest string) (bool, error) {
+	imageID, held, err := p.engine.HasImage(ctx, rt.Repository(), digest)
+	if err != nil || !held {
+		return false, err
+	}
+	if !rt.ShouldRecreate() {
+		return true, nil
+	}
+	members, err := p.catalog.Members(ctx, rt)
+	if err != nil {
+		return false, err
+	}
+	self := p.engine.SelfID(ctx)
+	for _, c := range members {
+		if c.ImageID != imageID && c.ID != self {
+			return false, nil
+		}
+	}
+	return true, nil
+}

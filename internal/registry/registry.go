@@ -1,0 +1,79 @@
+// Package registry asks container registries what a tag points to, with the credentials the
+// Docker CLI would use.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Credentials are what the engine needs to pull from a registry; empty means anonymous.
+type Credentials struct {
+	Username, Password, IdentityToken, RegistryToken string
+}
+
+// Client resolves tags to digests. It keeps one authenticated transport per repository, so a
+// token is fetched once and reused until the registry says it expired.
+type Client struct {
+	keychain authn.Keychain
+	puller   *remote.Puller
+}
+
+// New returns a client using keychain (authn.DefaultKeychain reads DOCKER_CONFIG like the
+// Docker CLI) over transport, normally a Pacer.
+func New(keychain authn.Keychain, transport http.RoundTripper) (*Client, error) {
+	opts := []remote.Option{
+		remote.WithAuthFromKeychain(keychain),
+		remote.WithUserAgent("hookd"),
+		remote.WithTransport(transport),
+		// 429 is the Pacer's to handle: retrying it here would knock on a door asked to stay shut.
+		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+	}
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	return &Client{keychain: keychain, puller: p}, nil
+}
+
+// Resolve returns the digest the tag of image ("host/repo:tag") points to now. For a multi-arch
+// image that is the index digest.
+func (c *Client) Resolve(ctx context.Context, image string) (string, error) {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", image, err)
+	}
+	desc, err := c.puller.Head(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", image, err)
+	}
+	return desc.Digest.String(), nil
+}
+
+// Credentials returns the keychain's credentials for the registry of image.
+func (c *Client) Credentials(ctx context.Context, image string) (Credentials, error) {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("credentials for %s: %w", image, err)
+	}
+	auth, err := authn.Resolve(ctx, c.keychain, ref.Context())
+	if err != nil {
+		return Credentials{}, fmt.Errorf("credentials for %s: %w", ref.Context().RegistryStr(), err)
+	}
+	cfg, err := authn.Authorization(ctx, auth)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("credentials for %s: %w", ref.Context().RegistryStr(), err)
+	}
+	return Credentials{
+		Username:      cfg.Username,
+		Password:      cfg.Password,
+		IdentityToken: cfg.IdentityToken,
+		RegistryToken: cfg.RegistryToken,
+	}, nil
+}

@@ -1,0 +1,86 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var bucketJournal = []byte("journal")
+
+// Rollout steps, journaled before each is taken.
+const (
+	StepCreate    = "create"     // the replacement is being created under TempName
+	StepStopOld   = "stop_old"   // the old container is being stopped
+	StepRenameOld = "rename_old" // the old container is being renamed to AsideName
+	StepRenameNew = "rename_new" // the replacement is taking Name
+	StepStartNew  = "start_new"  // the replacement is being started and gated
+	StepSwitched  = "switched"   // the replacement passed its gate; the old one is kept for rollback
+)
+
+// Rollout is the journal of one runtime's rollout in progress.
+type Rollout struct {
+	Runtime    string             `json:"runtime"`
+	JobID      uint64             `json:"job_id"`
+	Ref        string             `json:"ref"`
+	Committed  bool               `json:"committed"`  // every container switched: only old ones remain to remove
+	Containers map[string]*Switch `json:"containers"` // by Name
+}
+
+// Switch is one container's progress.
+type Switch struct {
+	Name       string `json:"name"`
+	OldID      string `json:"old_id"`
+	OldImageID string `json:"old_image_id"`
+	WasRunning bool   `json:"was_running"`
+	TempName   string `json:"temp_name"`
+	AsideName  string `json:"aside_name"`
+	NewID      string `json:"new_id,omitempty"`
+	Step       string `json:"step"`
+}
+
+// WriteJournal durably records the rollout's state; it is called before each step is taken.
+func (s *Store) WriteJournal(r *Rollout) error {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", r.Runtime, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJournal).Put([]byte(r.Runtime), raw)
+	})
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", r.Runtime, err)
+	}
+	return nil
+}
+
+// ClearJournal forgets a rollout that ended.
+func (s *Store) ClearJournal(runtime string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJournal).Delete([]byte(runtime))
+	})
+	if err != nil {
+		return fmt.Errorf("clear journal %s: %w", runtime, err)
+	}
+	return nil
+}
+
+// Journals returns every rollout that was in progress when hookd stopped.
+func (s *Store) Journals() ([]*Rollout, error) {
+	var out []*Rollout
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+			r := &Rollout{}
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("journal %s: %w", k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read journals: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,167 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+)
+
+// Label keys put on everything a test creates. LabelTest=1 marks any test
+// leftover; LabelTestID says which test made it, so Cleanup in one test never
+// removes another (possibly parallel) test's objects.
+const (
+	LabelTest   = "hookd.test"
+	LabelTestID = "hookd.test.id"
+)
+
+// RequireDocker skips t when no Docker engine answers, or fails it when
+// HOOKD_REQUIRE_DOCKER=1 so CI cannot silently skip the engine tests.
+func RequireDocker(t testing.TB) {
+	t.Helper()
+	if err := pingDocker(); err != nil {
+		if os.Getenv("HOOKD_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("docker engine required (HOOKD_REQUIRE_DOCKER=1): %v", err)
+		}
+		t.Skipf("no docker engine: %v", err)
+	}
+}
+
+func pingDocker() error {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		return fmt.Errorf("docker ping: %w", err)
+	}
+	return nil
+}
+
+// Docker returns a client for the engine, closed when t ends.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	RequireDocker(t)
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("docker client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestID identifies t on the engine. It includes the pid because test names
+// repeat across packages whose test binaries run concurrently.
+func TestID(t testing.TB) string {
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, t.Name())
+	return fmt.Sprintf("%s-%d", name, os.Getpid())
+}
+
+// Labels are the labels a test must put on containers, networks and volumes
+// it creates so that Cleanup finds them.
+func Labels(t testing.TB) map[string]string {
+	return map[string]string{LabelTest: "1", LabelTestID: TestID(t)}
+}
+
+// Cleanup registers removal, when t ends, of: containers labelled with t's
+// TestID or created from an image of registryHost (hookd recreates containers
+// without our labels), images from registryHost, and networks and volumes
+// labelled with t's TestID. Failures are reported with t.Errorf so leftovers
+// are not silent.
+func Cleanup(t testing.TB, cli *client.Client, registryHost string) {
+	t.Helper()
+	id := TestID(t)
+	t.Cleanup(func() {
+		// t.Context is already cancelled when cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for _, err := range cleanup(ctx, cli, id, registryHost) {
+			t.Errorf("testkit cleanup: %v", err)
+		}
+	})
+}
+
+func cleanup(ctx context.Context, cli *client.Client, id, registryHost string) []error {
+	var errs []error
+	add := func(err error) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	fromRegistry := func(ref string) bool {
+		return registryHost != "" && strings.HasPrefix(ref, registryHost+"/")
+	}
+
+	containers, err := cli.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return append(errs, fmt.Errorf("list containers: %w", err))
+	}
+	for _, c := range containers {
+		if c.Labels[LabelTestID] != id && !fromRegistry(c.Image) {
+			continue
+		}
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+			add(fmt.Errorf("remove container %s: %w", c.ID, err))
+		}
+	}
+
+	if registryHost != "" {
+		images, err := cli.ImageList(ctx, image.ListOptions{All: true})
+		if err != nil {
+			return append(errs, fmt.Errorf("list images: %w", err))
+		}
+		for _, img := range images {
+			refs := append(append([]string{}, img.RepoTags...), img.RepoDigests...)
+			match := false
+			for _, ref := range refs {
+				match = match || fromRegistry(ref)
+			}
+			if !match {
+				continue
+			}
+			if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+				add(fmt.Errorf("remove image %s: %w", img.ID, err))
+			}
+		}
+	}
+
+	byID := filters.NewArgs(filters.Arg("label", LabelTestID+"="+id))
+	networks, err := cli.NetworkList(ctx, network.ListOptions{Filters: byID})
+	if err != nil {
+		return append(errs, fmt.Errorf("list networks: %w", err))
+	}
+	for _, n := range networks {
+		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
+			add(fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
+	volumes, err := cli.VolumeList(ctx, volume.ListOptions{Filters: byID})
+	if err != nil {
+		return append(errs, fmt.Errorf("list volumes: %w", err))
+	}
+	for _, v := range volumes.Volumes {
+		if err := cli.VolumeRemove(ctx, v.Name, true); err != nil {
+			add(fmt.Errorf("remove volume %s: %w", v.Name, err))
+		}
+	}
+	return errs
+}

@@ -1,0 +1,145 @@
+// Command testapp is the program inside the images that hookd's tests push and
+// deploy. It is static and stdlib-only so the image needs nothing but this
+// binary; its subcommands stand in for the tools (curl, cat, …) the image lacks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve()
+	case "health":
+		return get(healthURL(), io.Discard)
+	case "get":
+		if len(args) != 1 {
+			return errors.New("usage: get URL")
+		}
+		return get(args[0], os.Stdout)
+	case "write":
+		if len(args) != 2 {
+			return errors.New("usage: write FILE CONTENT")
+		}
+		if err := os.MkdirAll(filepath.Dir(args[0]), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", args[0], err)
+		}
+		return os.WriteFile(args[0], []byte(args[1]), 0o644)
+	case "read":
+		if len(args) != 1 {
+			return errors.New("usage: read FILE")
+		}
+		b, err := os.ReadFile(args[0])
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(b)
+		return err
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func healthURL() string {
+	port := "8080"
+	if _, p, err := net.SplitHostPort(envOr("APP_ADDR", ":8080")); err == nil && p != "" {
+		port = p
+	}
+	return "http://127.0.0.1:" + port + "/healthz"
+}
+
+func get(url string, out io.Writer) error {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
+func serve() error {
+	mode := envOr("APP_MODE", "ok")
+	if mode == "exit" {
+		return errors.New("APP_MODE=exit")
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv("APP_VERSION"))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if mode == "unhealthy" {
+			http.Error(w, "unhealthy", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, os.Getenv(r.URL.Query().Get("k")))
+	})
+	srv := &http.Server{Addr: envOr("APP_ADDR", ":8080"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	// As PID 1 in a container we get no default SIGTERM handling; without
+	// this, `docker stop` would wait its full timeout before SIGKILL.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	var exitAfter <-chan time.Time
+	if mode == "exit-after" {
+		d, err := time.ParseDuration(envOr("APP_EXIT_AFTER", "3s"))
+		if err != nil {
+			return fmt.Errorf("APP_EXIT_AFTER: %w", err)
+		}
+		exitAfter = time.After(d)
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-exitAfter:
+		return errors.New("APP_MODE=exit-after: exiting")
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	}
+}

@@ -1,0 +1,75 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-github/v89/github"
+)
+
+// Push is a tagged container push announced by a delivery.
+type Push struct {
+	Image  string // registry_host/namespace/name:tag, lowercased
+	Digest string // what the delivery says the tag points to: a hint, never trusted for the pull
+}
+
+// errMalformed marks a body that is not a delivery of the event it claims to be.
+var errMalformed = errors.New("malformed payload")
+
+// cosignTag matches the tags cosign attaches signatures, attestations and SBOMs under.
+var cosignTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
+
+// Plan reads a package or registry_package delivery. It returns the push it announces, or a
+// reason why it announces nothing hookd acts on. An error means the payload is malformed.
+func Plan(event string, payload []byte, registryHost string) (push Push, ignored string, err error) {
+	parsed, err := github.ParseWebHook(event, payload)
+	if err != nil {
+		return Push{}, "", fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	var action string
+	var pkg *github.Package
+	switch e := parsed.(type) {
+	case *github.PackageEvent:
+		action, pkg = e.GetAction(), e.Package
+	case *github.RegistryPackageEvent:
+		action, pkg = e.GetAction(), e.RegistryPackage
+	default:
+		return Push{}, "event " + event + " is not a package push", nil
+	}
+	if action != "published" && action != "updated" {
+		return Push{}, "action " + quoteShort(action) + " is not a push", nil
+	}
+	if pkg == nil {
+		return Push{}, "", fmt.Errorf("%w: no package", errMalformed)
+	}
+	if t := strings.ToLower(pkg.GetPackageType()); t != "container" && t != "docker" {
+		return Push{}, "package type " + quoteShort(pkg.GetPackageType()) + " is not a container", nil
+	}
+	v := pkg.GetPackageVersion()
+	tag := v.GetContainerMetadata().GetTag()
+	switch {
+	case tag.GetName() == "":
+		return Push{}, "untagged version (a per-platform manifest)", nil
+	case cosignTag.MatchString(tag.GetName()):
+		return Push{}, "signature or attestation tag", nil
+	}
+	namespace := pkg.GetNamespace()
+	if namespace == "" {
+		namespace = pkg.GetOwner().GetLogin()
+	}
+	if namespace == "" || pkg.GetName() == "" {
+		return Push{}, "", fmt.Errorf("%w: package without namespace or name", errMalformed)
+	}
+	image := strings.ToLower(registryHost + "/" + namespace + "/" + pkg.GetName() + ":" + tag.GetName())
+	return Push{Image: image, Digest: tag.GetDigest()}, "", nil
+}
+
+// quoteShort quotes a payload value for a response, bounded so a hostile value cannot bloat it.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
