@@ -94,7 +94,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	})
 	g.Go(func() error { return d.service.Run(ctx) })
 	g.Go(func() error {
-		poller := fallbackpoll.New(d.catalog, d.registry, d.engine, d.store, d.service, cfg.Poll.Interval, fallbackpoll.NewMetrics(d.metrics), log)
+		poller := fallbackpoll.New(d.catalog, d.registry, d.engine, d.store, d.service, cfg.Poll.Interval.D(), fallbackpoll.NewMetrics(d.metrics), log)
 		return poller.Run(ctx)
 	})
 	g.Go(func() error { return pruneDeliveries(ctx, d.store, log) })
@@ -125,7 +125,7 @@ func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg, err := registry.New(authn.DefaultKeychain, registry.NewPacer(nil, cfg.Poll.Pace, metrics))
+	reg, err := registry.New(authn.DefaultKeychain, registry.NewPacer(nil, cfg.Poll.Pace.D(), metrics))
 	if err != nil {
 		eng.Close()
 		st.Close()

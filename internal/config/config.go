@@ -42,9 +42,9 @@ type Admin struct {
 }
 
 type Poll struct {
-	Interval time.Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval"`
 	// Pace is the least time between two requests to one registry host, for polls and rollouts.
-	Pace time.Duration `yaml:"pace"`
+	Pace Duration `yaml:"pace"`
 }
 
 type Log struct {
@@ -52,13 +52,36 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Duration is a time.Duration written in YAML as Go writes durations ("90s", "1h"); a bare 0
+// is accepted too, since "interval: 0" is how people turn a period off.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write it with a unit: 500ms, 30s, 5m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // Runtime is a named group of containers that follow one image tag.
 type Runtime struct {
 	Name          string        `yaml:"name"`
 	Image         string        `yaml:"image"`
 	Recreate      *bool         `yaml:"recreate"`
-	MinUptime     time.Duration `yaml:"min_uptime"`
-	HealthTimeout time.Duration `yaml:"health_timeout"`
+	MinUptime     Duration `yaml:"min_uptime"`
+	HealthTimeout Duration `yaml:"health_timeout"`
 	Parallel      int           `yaml:"parallel"`
 	Cleanup       bool          `yaml:"cleanup"`
 }
@@ -75,10 +98,10 @@ const (
 	DefaultRegistryHost  = "ghcr.io"
 	DefaultWebhookPath   = "/hooks/ghcr"
 	DefaultMaxBodyBytes  = 1 << 20
-	DefaultPollInterval  = time.Hour
-	DefaultPollPace      = 50 * time.Millisecond
-	DefaultMinUptime     = 10 * time.Second
-	DefaultHealthTimeout = 60 * time.Second
+	DefaultPollInterval  = Duration(time.Hour)
+	DefaultPollPace      = Duration(50 * time.Millisecond)
+	DefaultMinUptime     = Duration(10 * time.Second)
+	DefaultHealthTimeout = Duration(60 * time.Second)
 )
 
 // Load reads the file at path (none when empty), applies the environment through getenv and
@@ -136,7 +159,7 @@ func (c *Config) applyEnv(getenv func(string) string) []error {
 		if err != nil {
 			problems = append(problems, fmt.Errorf("HOOKD_POLL_INTERVAL: %w", err))
 		}
-		c.Poll.Interval = d
+		c.Poll.Interval = Duration(d)
 	}
 	return problems
 }

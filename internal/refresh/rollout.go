@@ -189,6 +189,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 // gate passes when the container has stayed up for min_uptime without restarting and, where it
 // has a healthcheck, reports healthy within health_timeout.
 func (s *Service) gate(ctx context.Context, id string, rt config.Runtime) error {
+	minUptime, healthTimeout := rt.MinUptime.D(), max(rt.HealthTimeout.D(), rt.MinUptime.D())
 	began := time.Now()
 	first, err := s.engine.State(ctx, id)
 	if err != nil {
@@ -199,18 +200,18 @@ func (s *Service) gate(ctx context.Context, id string, rt config.Runtime) error 
 	for st := first; ; {
 		switch {
 		case !st.Running:
-			return fmt.Errorf("exited with code %d during the first %s%s", st.ExitCode, rt.MinUptime, suffix(st.Error))
+			return fmt.Errorf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))
 		case st.RestartCount != first.RestartCount || !st.StartedAt.Equal(first.StartedAt):
-			return fmt.Errorf("restarted during the first %s", rt.MinUptime)
+			return fmt.Errorf("restarted during the first %s", minUptime)
 		case st.Health == "unhealthy":
 			return errors.New("healthcheck reports unhealthy")
 		}
 		up := time.Since(began)
-		if up >= rt.MinUptime && (st.Health == "" || st.Health == "healthy") {
+		if up >= minUptime && (st.Health == "" || st.Health == "healthy") {
 			return nil
 		}
-		if st.Health != "" && up >= max(rt.HealthTimeout, rt.MinUptime) {
-			return fmt.Errorf("not healthy within %s (health %q)", max(rt.HealthTimeout, rt.MinUptime), st.Health)
+		if st.Health != "" && up >= healthTimeout {
+			return fmt.Errorf("not healthy within %s (health %q)", healthTimeout, st.Health)
 		}
 		select {
 		case <-ctx.Done():

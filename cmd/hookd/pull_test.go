@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/hookd/hookd/internal/testkit"
+	"github.com/hookd/hookd/internal/webhook/webhooktest"
+)
+
+// gate holds the engine's blob downloads from the test registry while closed, so a test can
+// keep a pull in flight for as long as it needs.
+type gate struct {
+	closed  atomic.Bool
+	open    chan struct{}
+	waiting chan struct{}
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{}), waiting: make(chan struct{}, 64)} }
+
+func (g *gate) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.closed.Load() && strings.Contains(r.URL.Path, "/blobs/") {
+			select {
+			case g.waiting <- struct{}{}:
+			default:
+			}
+			<-g.open
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func pullOnlyConfig(registryHost string) string {
+	return fmt.Sprintf(`
+registry_host: %q
+poll:
+  interval: 0
+runtimes:
+  - name: app
+    image: %s/org/app:latest
+    recreate: false
+`, registryHost, registryHost)
+}
+
+func hasImage(t *testing.T, cli *client.Client, ref string) bool {
+	t.Helper()
+	img, err := cli.ImageInspect(context.Background(), ref)
+	if err != nil {
+		return false
+	}
+	for _, d := range img.RepoDigests {
+		if d == ref {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPullByDigestEndToEnd(t *testing.T) {
+	cli := testkit.Docker(t)
+	g := newGate()
+	reg := testkit.StartRegistry(t, g.wrap)
+	testkit.Cleanup(t, cli, reg.Host)
+	repo := reg.Host + "/org/app"
+	state := t.TempDir()
+	h := startHookd(t, pullOnlyConfig(reg.Host), state, nil)
+
+	// Owner as GitHub spells it, with capitals: still this runtime.
+	d1 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v1"})
+	if code, answer := h.deliver(webhooktest.Push{Namespace: "Org", Name: "app", Tag: "latest", Digest: d1}, "p1"); code != 202 {
+		t.Fatalf("delivery: %d %v", code, answer)
+	}
+	st := h.waitJob("app", 0)
+	if st.LastRollout.Result != "pulled" || st.LastRollout.Digest != d1 || !hasImage(t, cli, repo+"@"+d1) {
+		t.Fatalf("after first push: %+v; engine holds %s: %v", st.LastRollout, d1, hasImage(t, cli, repo+"@"+d1))
+	}
+	firstJob := st.LastRollout.JobID
+
+	// A second push while the first pull is still in flight, delivered twice: one more pull.
+	d2 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v2"})
+	g.closed.Store(true)
+	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "p2"); code != 202 {
+		t.Fatalf("delivery p2: %d", code)
+	}
+	<-g.waiting // the job for d2 is pulling now
+	d3 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v3"})
+	for _, id := range []string{"p3", "p3-redelivered-as-new"} {
+		if code, answer := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d3}, id); code != 202 {
+			t.Fatalf("delivery %s: %d %v", id, code, answer)
+		}
+	}
+	if p := h.status("app").Pending; p == nil || p.Requests != 2 {
+		t.Fatalf("pending while pulling: %+v, want one job of 2 requests", p)
+	}
+	g.closed.Store(false)
+	close(g.open)
+	eventually(t, 2*time.Minute, func() (bool, string) {
+		st = h.status("app")
+		return st.LastRollout.JobID > firstJob+1, fmt.Sprintf("%+v", st.LastRollout)
+	})
+	if st.LastRollout.Digest != d3 || st.LastRollout.Requests != 2 || st.Pending != nil {
+		t.Fatalf("merged job: %+v pending %+v, want d3 from 2 requests", st.LastRollout, st.Pending)
+	}
+	// d1, the d2 that was in flight, and one pull for the two deliveries of d3.
+	if got := h.metric("hookd_pulls_total", "result=pulled"); got != 3 {
+		t.Fatalf("pulls: %v, want 3", got)
+	}
+	if !hasImage(t, cli, repo+"@"+d2) || !hasImage(t, cli, repo+"@"+d3) {
+		t.Fatal("engine lacks d2 or d3")
+	}
+
+	// A late delivery naming an older digest pulls what the tag points to now.
+	d4 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v4"})
+	lastJob := st.LastRollout.JobID
+	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d1}, "p-late"); code != 202 {
+		t.Fatalf("late delivery: %d", code)
+	}
+	st = h.waitJob("app", lastJob)
+	if st.LastRollout.Digest != d4 || !hasImage(t, cli, repo+"@"+d4) {
+		t.Fatalf("late delivery of %s: %+v, want current %s", d1, st.LastRollout, d4)
+	}
+	if got := h.metric("hookd_webhook_deliveries_total", "event=package", "outcome=queued"); got != 5 {
+		t.Fatalf("queued deliveries metric = %v, want 5", got)
+	}
+}
+
+func TestShutdownFinishesPullAndResumesQueue(t *testing.T) {
+	cli := testkit.Docker(t)
+	g := newGate()
+	reg := testkit.StartRegistry(t, g.wrap)
+	testkit.Cleanup(t, cli, reg.Host)
+	repo := reg.Host + "/org/app"
+	state := t.TempDir()
+	cfg := pullOnlyConfig(reg.Host)
+
+	h := startHookd(t, cfg, state, nil)
+	d1 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v1"})
+	g.closed.Store(true)
+	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d1}, "s1"); code != 202 {
+		t.Fatal("delivery s1 not queued")
+	}
+	<-g.waiting // pulling d1
+	d2 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v2"})
+	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 202 {
+		t.Fatal("delivery s2 not queued")
+	}
+	// Stop while the pull is in flight; it is let through only once the stop has begun.
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	eventually(t, 30*time.Second, func() (bool, string) {
+		_, err := http.Get(h.url + "/healthz")
+		return err != nil, "still serving HTTP after the stop began"
+	})
+	g.closed.Store(false)
+	close(g.open)
+	<-stopped
+	if !hasImage(t, cli, repo+"@"+d1) {
+		t.Fatal("the in-flight pull was abandoned at shutdown")
+	}
+	if hasImage(t, cli, repo+"@"+d2) {
+		t.Fatal("queued work ran after the stop")
+	}
+
+	// Started again: the queued job runs, and the replayed delivery is still a duplicate.
+	h2 := startHookd(t, cfg, state, nil)
+	st := h2.waitJob("app", 1)
+	if st.LastRollout.Digest != d2 || !hasImage(t, cli, repo+"@"+d2) {
+		t.Fatalf("resumed job: %+v", st.LastRollout)
+	}
+	if code, answer := h2.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 200 || answer["status"] != "duplicate" {
+		t.Fatalf("replay after restart: %d %v", code, answer)
+	}
+}
