@@ -77,13 +77,13 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // Runtime is a named group of containers that follow one image tag.
 type Runtime struct {
-	Name          string        `yaml:"name"`
-	Image         string        `yaml:"image"`
-	Recreate      *bool         `yaml:"recreate"`
+	Name          string   `yaml:"name"`
+	Image         string   `yaml:"image"`
+	Recreate      *bool    `yaml:"recreate"`
 	MinUptime     Duration `yaml:"min_uptime"`
 	HealthTimeout Duration `yaml:"health_timeout"`
-	Parallel      int           `yaml:"parallel"`
-	Cleanup       bool          `yaml:"cleanup"`
+	Parallel      int      `yaml:"parallel"`
+	Cleanup       bool     `yaml:"cleanup"`
 }
 
 // Repository is the image without its tag ("host/repo").
