@@ -26,6 +26,8 @@ type Container struct {
 	Running bool
 	State   string // created, running, paused, restarting, removing, exited, dead
 	Labels  map[string]string
+	// AutoRemove is set for `--rm` containers: the engine deletes them when they stop.
+	AutoRemove bool
 }
 
 // List returns every container, running or not, labelled label=value,
@@ -80,6 +82,9 @@ func summarise(c container.InspectResponse) Container {
 	if c.Config != nil {
 		out.Image = c.Config.Image
 		out.Labels = c.Config.Labels
+	}
+	if c.HostConfig != nil {
+		out.AutoRemove = c.HostConfig.AutoRemove
 	}
 	if c.State != nil {
 		out.Running = c.State.Running

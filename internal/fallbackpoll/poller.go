@@ -32,6 +32,16 @@ const (
 	ResultError     = "error"
 )
 
+const (
+	// checksPerHost is how many of one registry host's runtimes are checked at once: enough that
+	// one slow or failing runtime never holds up the others, while the Pacer still spaces the
+	// requests to that host.
+	checksPerHost = 4
+	// checkTimeout bounds one runtime's check, so a registry that never answers costs a worker
+	// one timeout, not the rest of the pass.
+	checkTimeout = 30 * time.Second
+)
+
 // Submitter queues a job on the one rollout path.
 type Submitter interface {
 	Submit(ctx context.Context, j store.Job) (uint64, error)
@@ -101,7 +111,8 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 // Pass checks every runtime once. Runtimes on different registry hosts are checked side by side,
-// so a host that is slow or asks to wait holds up only its own runtimes.
+// so a host that is slow or asks to wait holds up only its own runtimes, and within a host a few
+// at a time, so one runtime's failure never delays another's check.
 func (p *Poller) Pass(ctx context.Context) {
 	runtimes, err := p.catalog.All(ctx)
 	if err != nil {
@@ -117,20 +128,27 @@ func (p *Poller) Pass(ctx context.Context) {
 	var mu sync.Mutex
 	ok := true
 	for _, rts := range byHost {
-		wg.Go(func() {
-			for _, rt := range rts {
-				if ctx.Err() != nil {
-					return
+		todo := make(chan config.Runtime, len(rts))
+		for _, rt := range rts {
+			todo <- rt
+		}
+		close(todo)
+		for range min(checksPerHost, len(rts)) {
+			wg.Go(func() {
+				for rt := range todo {
+					if ctx.Err() != nil {
+						return
+					}
+					res := p.check(ctx, rt)
+					p.metrics.checks.WithLabelValues(res).Inc()
+					if res == ResultError || res == ResultLimited {
+						mu.Lock()
+						ok = false
+						mu.Unlock()
+					}
 				}
-				res := p.check(ctx, rt)
-				p.metrics.checks.WithLabelValues(res).Inc()
-				if res == ResultError || res == ResultLimited {
-					mu.Lock()
-					ok = false
-					mu.Unlock()
-				}
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	if ok && ctx.Err() == nil {
@@ -139,6 +157,8 @@ func (p *Poller) Pass(ctx context.Context) {
 }
 
 func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
 	rec, err := p.store.Record(rt.Name)
 	if err != nil {
 		p.log.Error("fallback poll: read record", "runtime", rt.Name, "err", err)
@@ -157,15 +177,22 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		p.log.Error("fallback poll: resolve tag", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
-	if _, err := p.store.UpdateRecord(rt.Name, func(r *store.Record) {
-		r.SeenDigest, r.SeenAt, r.SeenVia = digest, time.Now(), store.TriggerPoll
-	}); err != nil {
+	current, engineErr := p.runs(ctx, rt, digest)
+	rec, err = p.store.UpdateRecord(rt.Name, func(r *store.Record) {
+		now := time.Now()
+		r.SeenDigest, r.SeenAt, r.SeenVia = digest, now, store.TriggerPoll
+		// What the engine shows counts as running however it got there (a pull-only runtime,
+		// a rollout made before the state was kept, a container started by hand).
+		if engineErr == nil && current && r.RunningDigest != digest {
+			r.RunningDigest, r.RunningAt = digest, now
+		}
+	})
+	if err != nil {
 		p.log.Error("fallback poll: record digest", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
-	current, err := p.runs(ctx, rt, digest)
-	if err != nil {
-		p.log.Error("fallback poll: read engine", "runtime", rt.Name, "err", err)
+	if engineErr != nil {
+		p.log.Error("fallback poll: read engine", "runtime", rt.Name, "err", engineErr)
 		return ResultError
 	}
 	if current {
@@ -173,6 +200,7 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		return ResultUpToDate
 	}
 	p.metrics.behind.WithLabelValues(rt.Name).Set(1)
+	// The record as just written: a rollback that ended during this check is already in it.
 	if digest == rec.FailedDigest {
 		return ResultFailed
 	}

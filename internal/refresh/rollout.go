@@ -41,6 +41,12 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 	if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
 		return finish(OutcomeFailed, "tag: "+err.Error())
 	}
+	for _, c := range todo {
+		if c.AutoRemove && c.Running {
+			// Stopping it would delete it, leaving nothing to roll back to.
+			return finish(OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
+		}
+	}
 	if len(todo) == 0 {
 		s.markRunning(rt.Name, res.Digest)
 		if len(members) == 0 {

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +15,8 @@ import (
 // defaultBackoff is how long a host that answered 429 without saying how long to wait is left alone.
 const defaultBackoff = 30 * time.Second
 
-// RateLimitedError is returned, without sending anything, for a request to a host that asked
-// hookd to wait.
+// RateLimitedError is returned for a request the host answered with 429, and, without sending
+// anything, for every request to that host until the wait it asked for is over.
 type RateLimitedError struct {
 	Host  string
 	Until time.Time
@@ -91,6 +90,14 @@ func (p *Pacer) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, req.Context().Err()
 		case <-t.C:
 		}
+		// A request that answered 429 while this one waited for its turn shuts the door on it too.
+		p.mu.Lock()
+		until := h.blockedUntil
+		p.mu.Unlock()
+		if time.Now().Before(until) {
+			p.requests.WithLabelValues("rate_limited").Inc()
+			return nil, &RateLimitedError{Host: host, Until: until}
+		}
 	}
 	resp, err := p.next.RoundTrip(req)
 	if err != nil {
@@ -102,36 +109,38 @@ func (p *Pacer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	p.requests.WithLabelValues("429").Inc()
-	wait, body := retryAfter(resp)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	wait := retryAfter(resp)
 	p.mu.Lock()
 	if until := time.Now().Add(wait); until.After(h.blockedUntil) {
 		h.blockedUntil = until
 	}
+	until := h.blockedUntil
 	p.mu.Unlock()
-	return resp, nil
+	// An error rather than the response: the caller learns it was asked to wait, and until when,
+	// from the very request that was refused, not as an opaque registry error.
+	return nil, &RateLimitedError{Host: host, Until: until}
 }
 
 // retryHint finds a wait in an error body, e.g. "retry after 30s" or "Retry-After: 30".
 var retryHint = regexp.MustCompile(`(?i)retry[- ]after[": ]+(\d+)\s*(s|sec|seconds)?\b`)
 
 // retryAfter reads how long a 429 asks to wait: Retry-After (seconds or an HTTP date), else a
-// hint in the body, else defaultBackoff. It returns the body it read, to be put back.
-func retryAfter(resp *http.Response) (time.Duration, []byte) {
+// hint in the body, else defaultBackoff. It consumes and closes the body.
+func retryAfter(resp *http.Response) time.Duration {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 	resp.Body.Close()
 	if v := resp.Header.Get("Retry-After"); v != "" {
 		if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-			return time.Duration(secs) * time.Second, body
+			return time.Duration(secs) * time.Second
 		}
 		if at, err := http.ParseTime(v); err == nil {
-			return max(time.Until(at), 0), body
+			return max(time.Until(at), 0)
 		}
 	}
 	if m := retryHint.FindSubmatch(body); m != nil {
 		if secs, err := strconv.Atoi(string(m[1])); err == nil {
-			return time.Duration(secs) * time.Second, body
+			return time.Duration(secs) * time.Second
 		}
 	}
-	return defaultBackoff, body
+	return defaultBackoff
 }

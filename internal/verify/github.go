@@ -13,7 +13,7 @@ var (
 	// ErrMissing means the delivery carries no X-Hub-Signature-256 header. A SHA-1-only
 	// delivery (X-Hub-Signature) lands here too: SHA-1 signatures are not accepted.
 	ErrMissing = errors.New("missing X-Hub-Signature-256")
-	// ErrMalformed means the header is not "sha256=" followed by 64 hex digits.
+	// ErrMalformed means the header is not "sha256=" followed by 64 lowercase hex digits.
 	ErrMalformed = errors.New("malformed X-Hub-Signature-256")
 	// ErrMismatch means no configured secret produces the signature.
 	ErrMismatch = errors.New("signature does not match")
@@ -43,8 +43,10 @@ func (g *GitHub) Verify(body []byte, header string) error {
 	if !ok || len(hexSig) != 2*sha256.Size {
 		return ErrMalformed
 	}
+	// GitHub writes lowercase hex; refusing other spellings gives a signature exactly one
+	// accepted form (hex.Decode alone would also take upper case).
 	var want [sha256.Size]byte
-	if _, err := hex.Decode(want[:], []byte(hexSig)); err != nil {
+	if _, err := hex.Decode(want[:], []byte(hexSig)); err != nil || strings.ContainsAny(hexSig, "ABCDEF") {
 		return ErrMalformed
 	}
 	for _, s := range g.secrets {

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +47,7 @@ func TestGitHubVerify(t *testing.T) {
 		{"not hex", "sha256=" + string(make([]byte, 64)), ErrMalformed},
 		{"short", "sha256=abcd", ErrMalformed},
 		{"uppercase prefix", "SHA256=" + Sign(cur, body)[7:], ErrMalformed},
+		{"uppercase hex", "sha256=" + strings.ToUpper(Sign(cur, body)[7:]), ErrMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,221 @@
+package webhook_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookd/hookd/internal/catalog"
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/refresh"
+	"github.com/hookd/hookd/internal/store"
+	"github.com/hookd/hookd/internal/verify"
+	"github.com/hookd/hookd/internal/webhook"
+	"github.com/hookd/hookd/internal/webhook/webhooktest"
+)
+
+// planShape is what a planned image must look like after the registry host: lowercased
+// namespace/name path components (Docker's grammar) and a tag.
+var planShape = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+:[a-z0-9_][a-z0-9_.-]{0,127}$`)
+
+var cosignTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
+
+func FuzzPlan(f *testing.F) {
+	pkg := push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew)
+	regPkg := webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "molecule-ai", Name: "tools/builder", Tag: "stable", Digest: digestNew})
+	for _, s := range []struct {
+		event   string
+		payload []byte
+		host    string
+	}{
+		{"package", pkg, host},
+		{"registry_package", regPkg, host},
+		{"package", push("Molecule-AI", "workspace-template-claude-code", "", digestOld), host},
+		{"package", push("Molecule-AI", "workspace-template-claude-code", cosign, digestOld), host},
+		{"package", webhooktest.Form(pkg), host},
+		{"package", []byte("payload=%7B%22action%22%3A%22published%22&x=%ZZ"), host},
+		{"ping", []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`), host},
+		{"package", pkg, "127.0.0.1:1"},
+		{"package", []byte(`{"action":"updated","package":{"package_type":"docker","owner":{"login":"O"},"name":"n","package_version":{"container_metadata":{"tag":{"name":"T"}}}}}`), "GHCR.IO"},
+		{"registry_package", []byte(`{"action":"published","registry_package":null}`), ""},
+		{"package", []byte(`null`), host},
+		{"", nil, ""},
+	} {
+		f.Add(s.event, s.payload, s.host)
+	}
+	f.Fuzz(func(t *testing.T, event string, payload []byte, registryHost string) {
+		p, ignored, err := webhook.Plan(event, payload, registryHost)
+		if p.Image == "" {
+			return
+		}
+		if err != nil || ignored != "" {
+			t.Fatalf("push %+v together with ignored=%q err=%v", p, ignored, err)
+		}
+		if p.Image != strings.ToLower(p.Image) {
+			t.Fatalf("image %q is not lowercase", p.Image)
+		}
+		prefix := strings.ToLower(registryHost) + "/"
+		rest, ok := strings.CutPrefix(p.Image, prefix)
+		if !ok || !planShape.MatchString(rest) {
+			t.Fatalf("image %q is not %snamespace/name:tag", p.Image, prefix)
+		}
+		if tag := rest[strings.LastIndex(rest, ":")+1:]; cosignTag.MatchString(tag) {
+			t.Fatalf("image %q has a cosign tag", p.Image)
+		}
+	})
+}
+
+// newHandler is hookd's real intake as webhook_test.go builds it (real state file, catalog from
+// config runtimes, refresh workers not running), served without a network.
+func newHandler(tb testing.TB, maxBody int64) (*echo.Echo, *store.Store) {
+	tb.Helper()
+	st, err := store.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	runtimes := []config.Runtime{
+		{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"},
+		{Name: "nested", Image: "ghcr.io/molecule-ai/tools/builder:stable"},
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	cat := catalog.New(runtimes, nil, 0)
+	svc := refresh.New(st, cat, nil, nil, refresh.NewMetrics(reg), log)
+	v, err := verify.NewGitHub([][]byte{secret, oldSecret})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e := echo.New()
+	e.POST("/hooks/ghcr", webhook.New(v, cat, svc, host, maxBody, webhook.NewMetrics(reg), log).Handle)
+	return e, st
+}
+
+// Signature modes of FuzzIntake.
+const (
+	signCurrent = iota
+	signPrevious
+	signNone
+	signFuzzed
+	signModes
+)
+
+func FuzzIntake(f *testing.F) {
+	mapped := push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew)
+	nested := push("molecule-ai", "tools/builder", "stable", digestNew)
+	form := webhooktest.Form(webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "MOLECULE-AI", Name: "Workspace-Template-Claude-Code", Tag: "latest", Digest: digestNew}))
+	const js, fm = "application/json", "application/x-www-form-urlencoded"
+	for _, s := range []struct {
+		event, id, contentType string
+		body                   []byte
+		sign                   uint8
+		header                 string
+		chunked                bool
+	}{
+		{"package", "s1", js, mapped, signCurrent, "", false},
+		{"package", "s2", js, nested, signPrevious, "", true},
+		{"registry_package", "s3", fm, form, signCurrent, "", false},
+		{"registry_package", "s3", fm, form, signCurrent, "", false},
+		{"package", "s4", js + "; charset=utf-8", push("Molecule-AI", "workspace-template-claude-code", "", digestOld), signCurrent, "", false},
+		{"package", "s5", js, push("Molecule-AI", "workspace-template-claude-code", cosign, digestOld), signCurrent, "", false},
+		{"package", "s6", js, push("Molecule-AI", "something-else", "latest", digestOld), signCurrent, "", false},
+		{"ping", "s7", js, []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`), signCurrent, "", false},
+		{"issues", "s8", js, []byte(`{"action":"opened"}`), signCurrent, "", false},
+		{"package", "s9", js, mapped, signNone, "", false},
+		{"package", "s10", js, mapped, signFuzzed, verify.Sign(secret, []byte("other")), false},
+		{"package", "s11", js, mapped, signFuzzed, "sha1=0123456789abcdef0123456789abcdef01234567", false},
+		{"package", "s12", js, append(slices.Clone(mapped), make([]byte, 8<<10)...), signCurrent, "", false},
+		{"package", "s13", js, append(slices.Clone(mapped), make([]byte, 8<<10)...), signCurrent, "", true},
+		{"package", "s14", js, mapped[:len(mapped)/2], signCurrent, "", false},
+		{"package", "s15", "text/plain", mapped, signCurrent, "", false},
+		{"package", "s16", "", mapped, signCurrent, "", false},
+		{"", "s17", js, mapped, signCurrent, "", false},
+		{"package", "", js, mapped, signCurrent, "", false},
+		{"package", strings.Repeat("x", 129), js, mapped, signCurrent, "", false},
+		{"package", "s18", fm, []byte("payload=%ZZ"), signCurrent, "", false},
+		{"package", "s19", js, []byte(`{"action":"published","package":null}`), signCurrent, "", false},
+	} {
+		f.Add(s.event, s.id, s.contentType, s.body, s.sign, s.header, s.chunked)
+	}
+	e, st := newHandler(f, 8<<10)
+	runtimes := []string{"claude-code", "nested"}
+	f.Fuzz(func(t *testing.T, event, id, contentType string, body []byte, sign uint8, header string, chunked bool) {
+		switch sign % signModes {
+		case signCurrent:
+			header = verify.Sign(secret, body)
+		case signPrevious:
+			header = verify.Sign(oldSecret, body)
+		case signNone:
+			header = ""
+		}
+		req := httptest.NewRequest(http.MethodPost, "/hooks/ghcr", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-GitHub-Delivery", id)
+		req.Header.Set("X-Hub-Signature-256", header)
+		if chunked {
+			req.ContentLength = -1
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+
+		code := rec.Code
+		switch code {
+		case 200, 202, 400, 401, 413, 415, 503:
+		default:
+			t.Fatalf("status %d: %s", code, rec.Body)
+		}
+		var answer struct {
+			Status   string   `json:"status"`
+			Error    string   `json:"error"`
+			Delivery string   `json:"delivery"`
+			Runtimes []string `json:"runtimes"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || (answer.Status == "") == (answer.Error == "") {
+			t.Fatalf("status %d: answer %q is not JSON with a status or an error (%v)", code, rec.Body, err)
+		}
+		valid := header == verify.Sign(secret, body) || header == verify.Sign(oldSecret, body)
+		queued := map[string]store.Job{}
+		for _, r := range runtimes {
+			j, ok, err := st.Pending(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				queued[r] = j
+			}
+		}
+		if answer.Status == "queued" {
+			if code != http.StatusAccepted || !valid || answer.Delivery != id || len(answer.Runtimes) == 0 {
+				t.Fatalf("queued with status %d, valid signature %v, answer %+v for delivery %q", code, valid, answer, id)
+			}
+			for _, r := range answer.Runtimes {
+				if j, ok := queued[r]; !ok || !slices.Contains(j.Deliveries, id) {
+					t.Fatalf("answer %+v but runtime %s has pending job %+v (ok=%v)", answer, r, j, ok)
+				}
+			}
+		} else if len(queued) > 0 {
+			t.Fatalf("status %d answer %+v, yet queued %+v", code, answer, queued)
+		}
+		// Every iteration starts with an empty queue, as a worker would leave it.
+		for r := range queued {
+			j, ok, err := st.Take(r)
+			if err != nil || !ok {
+				t.Fatalf("take %s: ok=%v err=%v", r, ok, err)
+			}
+			if err := st.Finish(store.Result{JobID: j.ID, Runtime: r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
