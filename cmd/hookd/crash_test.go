@@ -199,6 +199,7 @@ runtimes:
 		crashVolumesIntact(t, cli, members)
 		lastJob, good = st.LastRollout.JobID, crashImageID(t, cli, reg.Host+"/org/crash@"+digest)
 		converged := time.Now()
+		t.Logf("LOGS\n%s", p.logs)
 		p.term()
 		t.Logf("%s: killed after %s, converged %s after restart, stopped in %s", point.name, killed.Sub(began), converged.Sub(killed), time.Since(converged))
 	}

@@ -40,6 +40,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+var outcomes = []string{OutcomePulled, OutcomeUpToDate, OutcomeRolledOut, OutcomeRolledBack, OutcomeSkipped, OutcomeFailed}
+
+// known makes the runtime's series exist at zero, so rates and alerts work from the first scrape.
+func (m *Metrics) known(runtime string) {
+	for _, o := range outcomes {
+		m.refreshes.WithLabelValues(runtime, o)
+	}
+	for _, r := range []string{"pulled", "present", "failed"} {
+		m.pulls.WithLabelValues(runtime, r)
+	}
+	m.rollbacks.WithLabelValues(runtime)
+}
+
 func (m *Metrics) observe(res store.Result) {
 	m.refreshes.WithLabelValues(res.Runtime, res.Outcome).Inc()
 	m.duration.Observe(res.Finished.Sub(res.Started).Seconds())

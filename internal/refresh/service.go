@@ -36,14 +36,20 @@ const (
 	pullTimeout    = 10 * time.Minute
 )
 
+// Notifier hears of every finished job; it must not block.
+type Notifier interface {
+	Notify(store.Result)
+}
+
 // Service owns the queue's workers: one per runtime at a time, runtimes in parallel.
 type Service struct {
-	store    *store.Store
-	catalog  *catalog.Catalog
-	registry *registry.Client
-	engine   *engine.Engine
-	metrics  *Metrics
-	log      *slog.Logger
+	store     *store.Store
+	catalog   *catalog.Catalog
+	registry  *registry.Client
+	engine    *engine.Engine
+	metrics   *Metrics
+	log       *slog.Logger
+	notifiers []Notifier
 
 	mu    sync.Mutex
 	dirty map[string]bool
@@ -53,10 +59,10 @@ type Service struct {
 	waiters map[uint64][]chan store.Result
 }
 
-// New returns a service; Run starts its workers.
-func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, m *Metrics, log *slog.Logger) *Service {
+// New returns a service; Run starts its workers. Every finished job is passed to notify.
+func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, m *Metrics, log *slog.Logger, notify ...Notifier) *Service {
 	return &Service{
-		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log,
+		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log, notifiers: notify,
 		dirty:   map[string]bool{},
 		wake:    make(chan struct{}, 1),
 		waiters: map[uint64][]chan store.Result{},
@@ -148,6 +154,11 @@ func (s *Service) takeDirty() []string {
 // for each runtime with work, until ctx ends. On the way out it lets every worker finish its
 // current job and leaves the rest queued for the next start.
 func (s *Service) Run(ctx context.Context) error {
+	if runtimes, err := s.catalog.All(ctx); err == nil {
+		for _, rt := range runtimes {
+			s.metrics.known(rt.Name)
+		}
+	}
 	if err := s.recover(ctx); err != nil {
 		return err
 	}
@@ -211,6 +222,9 @@ func (s *Service) work(ctx context.Context, runtime string) {
 			s.log.Error("record result", "runtime", runtime, "err", err)
 		}
 		s.metrics.observe(res)
+		for _, n := range s.notifiers {
+			n.Notify(res)
+		}
 		s.log.Info("job done", "runtime", runtime, "job", job.ID, "trigger", job.Trigger, "requests", job.Requests,
 			"result", res.Outcome, "digest", res.Digest, "reason", res.Reason, "seconds", res.Finished.Sub(res.Started).Seconds())
 		s.waitMu.Lock()

@@ -50,6 +50,14 @@ func FuzzPlan(f *testing.F) {
 		{"registry_package", []byte(`{"action":"published","registry_package":null}`), ""},
 		{"package", []byte(`null`), host},
 		{"", nil, ""},
+		// Not found by 150 s of fuzzing but by checking Plan against this target's invariants:
+		// an upper-case cosign tag became a cosign tag once lowercased, and a ':', '/' or space
+		// in the payload's values made an image of another shape than host/namespace/name:tag.
+		{"package", push("o", "n", strings.ToUpper(cosign), digestOld), host},
+		{"package", push("o", "n", "a:b", digestOld), host},
+		{"package", push("o", "n/", "t", digestOld), host},
+		{"package", push("o p", "n", "t", digestOld), host},
+		{"package", push("o", "n", "\u212a", digestOld), host}, // Kelvin sign: lowercases to "k"
 	} {
 		f.Add(s.event, s.payload, s.host)
 	}

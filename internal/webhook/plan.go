@@ -18,8 +18,15 @@ type Push struct {
 // errMalformed marks a body that is not a delivery of the event it claims to be.
 var errMalformed = errors.New("malformed payload")
 
-// cosignTag matches the tags cosign attaches signatures, attestations and SBOMs under.
-var cosignTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
+var (
+	// cosignTag matches the tags cosign attaches signatures, attestations and SBOMs under.
+	cosignTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
+	// imageTag and imagePath are Docker's reference grammar for a tag and for repository path
+	// components (any case: the image is lowercased after). ASCII only, so that lowercasing
+	// cannot turn an invalid value into a valid one.
+	imageTag  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	imagePath = regexp.MustCompile(`^[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*)*$`)
+)
 
 // Plan reads a package or registry_package delivery. It returns the push it announces, or a
 // reason why it announces nothing hookd acts on. An error means the payload is malformed.
@@ -52,8 +59,11 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 	switch {
 	case tag.GetName() == "":
 		return Push{}, "untagged version (a per-platform manifest)", nil
-	case cosignTag.MatchString(tag.GetName()):
+	// The tag is lowercased into the image, so an upper-case spelling is the same cosign tag.
+	case cosignTag.MatchString(strings.ToLower(tag.GetName())):
 		return Push{}, "signature or attestation tag", nil
+	case !imageTag.MatchString(tag.GetName()):
+		return Push{}, "", fmt.Errorf("%w: tag %s is not an image tag", errMalformed, quoteShort(tag.GetName()))
 	}
 	namespace := pkg.GetNamespace()
 	if namespace == "" {
@@ -61,6 +71,10 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 	}
 	if namespace == "" || pkg.GetName() == "" {
 		return Push{}, "", fmt.Errorf("%w: package without namespace or name", errMalformed)
+	}
+	// Unchecked, a ':' or '/' in these would make an image of another shape than host/repo:tag.
+	if !imagePath.MatchString(namespace) || !imagePath.MatchString(pkg.GetName()) {
+		return Push{}, "", fmt.Errorf("%w: %s/%s is not an image repository", errMalformed, quoteShort(namespace), quoteShort(pkg.GetName()))
 	}
 	image := strings.ToLower(registryHost + "/" + namespace + "/" + pkg.GetName() + ":" + tag.GetName())
 	return Push{Image: image, Digest: tag.GetDigest()}, "", nil

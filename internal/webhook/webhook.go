@@ -57,6 +57,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Webhook deliveries by event and outcome.",
 	}, []string{"event", "outcome"})}
 	reg.MustRegister(m.deliveries)
+	// Every series exists from the start, so rates and alerts see the first delivery.
+	for _, e := range []string{"package", "registry_package", "ping", "other", "none"} {
+		for _, o := range []string{OutcomeQueued, OutcomeIgnored, OutcomeDuplicate, OutcomePong, OutcomeBadSig, OutcomeTooLarge, OutcomeMalformed, OutcomeUnsupported, OutcomeError} {
+			m.deliveries.WithLabelValues(e, o)
+		}
+	}
 	return m
 }
 
