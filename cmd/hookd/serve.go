@@ -58,7 +58,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	hook := webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), log)
+	recent := webhook.NewRecent(50)
+	hook := webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), recent, log)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,12 +38,13 @@ type Handler struct {
 	registryHost string
 	maxBody      int64
 	metrics      *Metrics
+	recent       *Recent
 	log          *slog.Logger
 }
 
-// New returns the intake handler.
-func New(verifier *verify.GitHub, matcher Matcher, queue Queue, registryHost string, maxBody int64, m *Metrics, log *slog.Logger) *Handler {
-	return &Handler{verifier: verifier, matcher: matcher, queue: queue, registryHost: registryHost, maxBody: maxBody, metrics: m, log: log}
+// New returns the intake handler; recent (may be nil) keeps the last deliveries for display.
+func New(verifier *verify.GitHub, matcher Matcher, queue Queue, registryHost string, maxBody int64, m *Metrics, recent *Recent, log *slog.Logger) *Handler {
+	return &Handler{verifier: verifier, matcher: matcher, queue: queue, registryHost: registryHost, maxBody: maxBody, metrics: m, recent: recent, log: log}
 }
 
 // Metrics counts deliveries by event and outcome.
@@ -93,6 +95,8 @@ func (h *Handler) Handle(c echo.Context) error {
 	event := req.Header.Get("X-GitHub-Event")
 	reply := func(code int, outcome string, a answer) error {
 		h.metrics.deliveries.WithLabelValues(eventLabel(event), outcome).Inc()
+		h.recent.add(Seen{At: time.Now(), ID: truncate(req.Header.Get("X-GitHub-Delivery"), 64), Event: truncate(event, 40),
+			Code: code, Outcome: outcome, Detail: a.Reason + a.Error, Runtimes: a.Runtimes})
 		return c.JSON(code, a)
 	}
 
@@ -178,6 +182,13 @@ func decode(contentType string, body []byte) ([]byte, error) {
 		return []byte(form.Get("payload")), nil
 	}
 	return nil, errors.New("unsupported content type " + quoteShort(mt))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func eventLabel(event string) string {

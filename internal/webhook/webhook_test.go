@@ -63,7 +63,7 @@ func startIntake(t *testing.T, dir string, maxBody int64) *intake {
 		t.Fatal(err)
 	}
 	m := webhook.NewMetrics(reg)
-	h := webhook.New(v, cat, svc, host, maxBody, m, log)
+	h := webhook.New(v, cat, svc, host, maxBody, m, nil, log)
 	e := echo.New()
 	e.POST("/hooks/ghcr", h.Handle)
 	srv := httptest.NewServer(e)
