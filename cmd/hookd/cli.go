@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -190,15 +191,11 @@ func refreshRemote(ctx context.Context, cfg *config.Config, runtime string, pull
 	if cfg.AdminToken == "" {
 		return errors.New("hookd serve holds the state file and has no admin token: set HOOKD_ADMIN_TOKEN(_FILE) to refresh through it")
 	}
-	host := cfg.Listen
-	if strings.HasPrefix(host, ":") {
-		host = "127.0.0.1" + host
-	}
 	q := url.Values{"runtime": {runtime}}
 	if pullOnly {
 		q.Set("recreate", "false")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+"/admin/refresh?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, localURL(cfg.Listen)+"/admin/refresh?"+q.Encode(), nil)
 	if err != nil {
 		return fmt.Errorf("refresh through hookd serve: %w", err)
 	}
@@ -226,4 +223,44 @@ func printResult(w io.Writer, res store.Result) error {
 		return errReported
 	}
 	return nil
+}
+
+// health asks a running hookd's /healthz; a scratch image has no curl for its HEALTHCHECK.
+func health(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := newFlags("health", stderr)
+	target := fs.String("url", "", "health URL (default: /healthz on HOOKD_LISTEN, else :8080)")
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	if *target == "" {
+		listen := getenv("HOOKD_LISTEN")
+		if listen == "" {
+			listen = config.DefaultListen
+		}
+		*target = localURL(listen) + "/healthz"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *target, nil)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s answered %s", *target, resp.Status)
+	}
+	return nil
+}
+
+// localURL is the base URL of a hookd listening on addr, reached from the same host.
+func localURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

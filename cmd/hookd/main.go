@@ -44,6 +44,7 @@ commands:
                                         POST FILE as a signed GitHub delivery
   refresh [--config FILE] [--pull-only] RUNTIME
                                         one rollout now; prints the result JSON
+  health [--url URL]                    exit 0 when hookd answers /healthz (for container healthchecks)
   version                               version, commit, Go version
 `
 
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return send(ctx, rest, stdout, stderr)
 	case "refresh":
 		return refreshCmd(ctx, rest, getenv, stdout, stderr)
+	case "health":
+		return health(ctx, rest, getenv, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "hookd %s (commit %s, %s)\n", version, commit, runtime.Version())
 		return nil
