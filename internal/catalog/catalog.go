@@ -20,6 +20,10 @@ const (
 	LabelEnable = "hookd.enable"
 )
 
+// listTimeout bounds one zero-config listing, so a hung engine cannot hold deliveries past
+// GitHub's 10 s.
+const listTimeout = 5 * time.Second
+
 // Lister is the part of the engine the catalog asks in zero-config mode.
 type Lister interface {
 	List(ctx context.Context, label, value string) ([]engine.Container, error)
@@ -31,6 +35,7 @@ type Catalog struct {
 	zeroConfig bool
 	maxAge     time.Duration
 
+	listMu     sync.Mutex
 	mu         sync.Mutex
 	byName     map[string]config.Runtime
 	byImage    map[string][]string
@@ -137,19 +142,26 @@ func (c *Catalog) Members(ctx context.Context, r config.Runtime) ([]engine.Conta
 
 // refresh re-reads the labelled containers in zero-config mode when the view is stale, or
 // when force is set and the view is older than a second (to bound engine calls under a flood).
+// The engine is asked outside mu, so lookups never wait on it; listMu lets one caller ask at a
+// time while the others wait for its answer.
 func (c *Catalog) refresh(ctx context.Context, force bool) error {
 	if !c.zeroConfig {
 		return nil
 	}
+	c.listMu.Lock()
+	defer c.listMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	age := time.Since(c.discovered)
+	discovered := c.discovered
+	c.mu.Unlock()
+	age := time.Since(discovered)
 	if age < c.maxAge && (!force || age < time.Second) {
 		return nil
 	}
-	cts, err := c.lister.List(ctx, LabelEnable, "true")
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	cts, err := c.lister.List(lctx, LabelEnable, "true")
 	if err != nil {
-		if !c.discovered.IsZero() {
+		if !discovered.IsZero() {
 			return nil // a stale view beats none while the engine is briefly away
 		}
 		return fmt.Errorf("discover runtimes: %w", err)
@@ -167,7 +179,9 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 			MinUptime: config.DefaultMinUptime, HealthTimeout: config.DefaultHealthTimeout, Parallel: 1,
 		})
 	}
+	c.mu.Lock()
 	c.set(runtimes)
 	c.discovered = time.Now()
+	c.mu.Unlock()
 	return nil
 }

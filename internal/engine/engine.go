@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // Engine talks to one Docker engine.
@@ -130,19 +131,23 @@ func (e *Engine) HasImage(ctx context.Context, repo, digest string) (string, boo
 	if err != nil {
 		return "", false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
+	want := canonical(ref)
 	for _, rd := range img.RepoDigests {
-		if familiar(rd) == familiar(ref) {
+		if canonical(rd) == want {
 			return img.ID, true, nil
 		}
 	}
 	return "", false, nil
 }
 
-// familiar shortens Docker Hub references the way the engine lists them, so
-// "docker.io/library/x@d" and "x@d" compare equal.
-func familiar(ref string) string {
-	ref = strings.TrimPrefix(ref, "docker.io/")
-	return strings.TrimPrefix(ref, "library/")
+// canonical spells a repo@digest reference in full, so the engine's "nginx@d" and hookd's
+// "index.docker.io/library/nginx@d" compare equal.
+func canonical(ref string) string {
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		return ref
+	}
+	return d.Context().Name() + "@" + d.DigestStr()
 }
 
 // RemoveImageIfUnused removes the image when no container, in any state,

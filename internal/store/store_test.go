@@ -1,0 +1,86 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpenTwiceIsLocked(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir)
+	if _, err := Open(dir); err == nil {
+		t.Fatal("a second Open of a held state file succeeded")
+	}
+}
+
+func TestAcceptMergesAndDeduplicates(t *testing.T) {
+	s := open(t, t.TempDir())
+	now := time.Now()
+	job := func(id string) []Job { return []Job{{Runtime: "r", Trigger: TriggerWebhook, Deliveries: []string{id}, Requests: 1}} }
+	for _, id := range []string{"d1", "d2", "d1"} {
+		if _, err := s.Accept(id, now, job(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, ok, err := s.Pending("r")
+	if err != nil || !ok || j.Requests != 2 || len(j.Deliveries) != 2 {
+		t.Fatalf("pending %+v ok=%v err=%v, want one job of 2 requests", j, ok, err)
+	}
+	if dup, err := s.Accept("d2", now, job("d2")); err != nil || !dup {
+		t.Fatalf("replayed d2: dup=%v err=%v", dup, err)
+	}
+	if n, err := s.PruneDeliveries(now.Add(time.Second)); err != nil || n != 2 {
+		t.Fatalf("prune: %d %v, want 2", n, err)
+	}
+	if dup, _ := s.Accept("d2", now, nil); dup {
+		t.Fatal("a pruned delivery id is still a duplicate")
+	}
+}
+
+// A job interrupted by a crash is queued again at start; a job queued since keeps its id,
+// because only that one can have a waiter.
+func TestResumeMergesInterruptedIntoPending(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	first, err := s.Enqueue(Job{Runtime: "r", Trigger: TriggerWebhook, Hint: "sha256:a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, ok, err := s.Take("r"); err != nil || !ok || j.ID != first {
+		t.Fatalf("take: %+v %v %v", j, ok, err)
+	}
+	later, err := s.Enqueue(Job{Runtime: "r", Trigger: TriggerAdmin, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = open(t, dir)
+	runtimes, err := s.Resume()
+	if err != nil || len(runtimes) != 1 || runtimes[0] != "r" {
+		t.Fatalf("resume: %v %v", runtimes, err)
+	}
+	j, ok, err := s.Pending("r")
+	if err != nil || !ok || j.ID != later || j.Requests != 2 || !j.Force || j.Trigger != TriggerWebhook || j.Hint != "sha256:a" {
+		t.Fatalf("resumed job %+v, want id %d carrying both requests", j, later)
+	}
+	if _, ok, _ := s.Take("r"); !ok {
+		t.Fatal("resumed job cannot be taken")
+	}
+	if err := s.Finish(Result{Runtime: "r", JobID: later, Outcome: "rolled_out"}); err != nil {
+		t.Fatal(err)
+	}
+	if runtimes, _ := s.Resume(); len(runtimes) != 0 {
+		t.Fatalf("finished work resumed: %v", runtimes)
+	}
+}
