@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -45,7 +46,8 @@ func (h *Handler) Register(e *echo.Echo) {
 // contents nor its length leak through timing.
 func (h *Handler) authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		presented, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		scheme, presented, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		sum := sha256.Sum256([]byte(presented))
 		if !ok || subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) != 1 {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hookd"`)
@@ -72,7 +74,9 @@ func (h *Handler) refresh(c echo.Context) error {
 		return c.JSON(http.StatusBadRequest, map[string]any{"error": "unknown runtime " + strconv.Quote(runtime), "known_runtimes": names})
 	}
 	if err != nil {
-		h.log.Error("admin refresh", "runtime", runtime, "err", err)
+		if ctx.Err() == nil { // a client that went away is not hookd's error
+			h.log.Error("admin refresh", "runtime", runtime, "err", err)
+		}
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	}
 	return c.JSON(http.StatusOK, res)
@@ -108,23 +112,37 @@ func Statuses(ctx context.Context, cat *catalog.Catalog, st *store.Store) ([]Sta
 	}
 	out := make([]Status, 0, len(runtimes))
 	for _, rt := range runtimes {
-		out = append(out, status(rt, st))
+		s, err := status(rt, st)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }
 
-func status(rt config.Runtime, st *store.Store) Status {
+func status(rt config.Runtime, st *store.Store) (Status, error) {
 	s := Status{Name: rt.Name, Image: rt.Image, Recreate: rt.ShouldRecreate()}
-	if rec, err := st.Record(rt.Name); err == nil {
-		s.Record = rec
-		s.DigestSeen, s.DigestRunning = rec.SeenDigest, rec.RunningDigest
-		s.Behind = rec.SeenDigest != "" && rec.SeenDigest != rec.RunningDigest
+	rec, err := st.Record(rt.Name)
+	if err != nil {
+		return Status{}, err
 	}
-	if j, ok, err := st.Pending(rt.Name); err == nil && ok {
+	s.Record = rec
+	s.DigestSeen, s.DigestRunning = rec.SeenDigest, rec.RunningDigest
+	s.Behind = rec.SeenDigest != "" && rec.SeenDigest != rec.RunningDigest
+	j, ok, err := st.Pending(rt.Name)
+	if err != nil {
+		return Status{}, fmt.Errorf("pending job of %s: %w", rt.Name, err)
+	}
+	if ok {
 		s.Pending = &j
 	}
-	if r, ok, err := st.LastResult(rt.Name); err == nil && ok {
+	r, ok, err := st.LastResult(rt.Name)
+	if err != nil {
+		return Status{}, fmt.Errorf("last result of %s: %w", rt.Name, err)
+	}
+	if ok {
 		s.LastRollout = &r
 	}
-	return s
+	return s, nil
 }
