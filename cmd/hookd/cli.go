@@ -173,7 +173,13 @@ func refreshCmd(ctx context.Context, args []string, getenv func(string) string, 
 
 	g, gctx := errgroup.WithContext(ctx)
 	runCtx, stopService := context.WithCancel(gctx)
-	g.Go(func() error { return d.service.Run(runCtx) })
+	// As in serve, notifications outlive the service, then drain for a bounded time.
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(gctx))
+	g.Go(func() error { return d.notifier.Run(notifyCtx) })
+	g.Go(func() error {
+		defer stopNotify()
+		return d.service.Run(runCtx)
+	})
 	var res store.Result
 	g.Go(func() error {
 		defer stopService()

@@ -22,8 +22,10 @@ import (
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/fallbackpoll"
+	"github.com/hookd/hookd/internal/notify"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/registry"
+	"github.com/hookd/hookd/internal/statuspage"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
 	"github.com/hookd/hookd/internal/webhook"
@@ -70,6 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.AdminToken != "" {
 		admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log).Register(e)
 	}
+	statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log).Register(e)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -93,7 +96,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
-	g.Go(func() error { return d.service.Run(ctx) })
+	// Notifications outlive the service: a job that finishes during shutdown is still told
+	// (the notifier then drains for a bounded time).
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	g.Go(func() error { return d.notifier.Run(notifyCtx) })
+	g.Go(func() error {
+		defer stopNotify()
+		return d.service.Run(ctx)
+	})
 	g.Go(func() error {
 		poller := fallbackpoll.New(d.catalog, d.registry, d.engine, d.store, d.service, cfg.Poll.Interval.D(), fallbackpoll.NewMetrics(d.metrics), log)
 		return poller.Run(ctx)
@@ -112,6 +122,7 @@ type daemon struct {
 	catalog  *catalog.Catalog
 	service  *refresh.Service
 	metrics  *prometheus.Registry
+	notifier *notify.Notifier // delivers only where something runs it (serve)
 }
 
 func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
@@ -133,8 +144,9 @@ func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	cat := catalog.New(cfg.Runtimes, eng, discoveryMaxAge)
-	svc := refresh.New(st, cat, reg, eng, refresh.NewMetrics(metrics), log)
-	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics}, nil
+	notifier := notify.New(cfg.Notify, notify.NewMetrics(metrics), log, notify.WithVersion(version))
+	svc := refresh.New(st, cat, reg, eng, refresh.NewMetrics(metrics), log, notifier)
+	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics, notifier: notifier}, nil
 }
 
 func (d *daemon) close() {

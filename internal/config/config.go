@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ type Config struct {
 	Poll         Poll      `yaml:"poll"`
 	Log          Log       `yaml:"log"`
 	Runtimes     []Runtime `yaml:"runtimes"`
+	Notify       []Notify  `yaml:"notify"`
 
 	// Secrets are the webhook secrets read from the environment and secret files.
 	Secrets [][]byte `yaml:"-"`
@@ -86,6 +89,32 @@ type Runtime struct {
 	Cleanup       bool     `yaml:"cleanup"`
 }
 
+// Notify is an endpoint told of rollout results.
+type Notify struct {
+	Name string `yaml:"name"`
+	// URL may itself be a secret (a Slack webhook's is): it never goes into a log, error or metric.
+	URL        string   `yaml:"url"`
+	URLFile    string   `yaml:"url_file"`
+	Format     string   `yaml:"format"` // json (default) or slack
+	SecretFile string   `yaml:"secret_file"`
+	Results    []string `yaml:"results"`
+
+	// Secret signs the body when set (first line of SecretFile).
+	Secret []byte `yaml:"-"`
+}
+
+// Notification formats.
+const (
+	NotifyJSON  = "json"
+	NotifySlack = "slack"
+)
+
+// NotifyResults are the job results an endpoint may ask for (refresh's outcomes).
+var NotifyResults = []string{"pulled", "up_to_date", "rolled_out", "rolled_back", "skipped", "failed"}
+
+// DefaultNotifyResults are the results an endpoint hears of unless it says otherwise.
+var DefaultNotifyResults = []string{"rolled_out", "rolled_back", "failed"}
+
 // Repository is the image without its tag ("host/repo").
 func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
 
@@ -119,6 +148,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	c.applyDefaults()
 	problems = append(problems, c.loadSecrets(getenv)...)
 	problems = append(problems, c.validate()...)
+	problems = append(problems, c.loadNotify()...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
@@ -310,4 +340,93 @@ func NormalizeImage(image string) (string, error) {
 		return "", fmt.Errorf("image %q is pinned to a digest; hookd follows tags", image)
 	}
 	return tag.Context().Name() + ":" + tag.TagStr(), nil
+}
+
+// loadNotify applies the notify endpoints' defaults, reads their files and validates them.
+// A URL's value never reaches a problem: it may be the secret.
+func (c *Config) loadNotify() []error {
+	var problems []error
+	names := map[string]bool{}
+	for i := range c.Notify {
+		n := &c.Notify[i]
+		where := fmt.Sprintf("notify[%d]", i)
+		bad := func(format string, a ...any) {
+			problems = append(problems, fmt.Errorf("%s: %s", where, fmt.Sprintf(format, a...)))
+		}
+		switch {
+		case n.Name == "":
+			bad("name is required")
+		case names[n.Name]:
+			bad("name %q used twice", n.Name)
+		default:
+			where = fmt.Sprintf("notify %q", n.Name)
+		}
+		names[n.Name] = true
+		if n.Format == "" {
+			n.Format = NotifyJSON
+		}
+		if n.Format != NotifyJSON && n.Format != NotifySlack {
+			bad("format %q: want json or slack", n.Format)
+		}
+		if len(n.Results) == 0 {
+			n.Results = slices.Clone(DefaultNotifyResults)
+		}
+		for _, r := range n.Results {
+			if !slices.Contains(NotifyResults, r) {
+				bad("result %q: want some of %s", r, strings.Join(NotifyResults, ", "))
+			}
+		}
+		switch {
+		case n.URL != "" && n.URLFile != "":
+			bad("set url or url_file, not both")
+		case n.URLFile != "":
+			lines, err := readLines(n.URLFile)
+			switch {
+			case err != nil:
+				bad("url_file: %v", err)
+			case len(lines) == 0:
+				bad("url_file %s is empty", n.URLFile)
+			default:
+				n.URL = lines[0]
+			}
+			if n.URL != "" {
+				if err := checkNotifyURL(n.URL); err != nil {
+					bad("url_file %s: %v", n.URLFile, err)
+				}
+			}
+		case n.URL == "":
+			bad("url or url_file is required")
+		default:
+			if err := checkNotifyURL(n.URL); err != nil {
+				bad("url: %v", err)
+			}
+		}
+		if n.SecretFile != "" {
+			lines, err := readLines(n.SecretFile)
+			switch {
+			case err != nil:
+				bad("secret_file: %v", err)
+			case len(lines) == 0:
+				bad("secret_file %s is empty", n.SecretFile)
+			default:
+				n.Secret = []byte(lines[0])
+			}
+		}
+	}
+	return problems
+}
+
+// checkNotifyURL says what is wrong with u without quoting it.
+func checkNotifyURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return errors.New("scheme must be http or https")
+	}
+	if p.Host == "" {
+		return errors.New("host is missing")
+	}
+	return nil
 }

@@ -1,0 +1,138 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hookd/hookd/internal/config"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{"HOOKD_WEBHOOK_SECRET": "webhook-secret"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadWithoutFile(t *testing.T) {
+	c, err := config.Load("", env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != config.DefaultListen || c.Webhook.Path != config.DefaultWebhookPath || len(c.Secrets) != 1 {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if len(c.Notify) != 0 {
+		t.Errorf("notify = %+v, want none", c.Notify)
+	}
+}
+
+func TestLoadNotify(t *testing.T) {
+	dir := t.TempDir()
+	urlFile := write(t, dir, "slack-url", "\n  https://hooks.slack.com/services/T0/B0/secretpath  \n")
+	secretFile := write(t, dir, "notify-secret", "notify-hmac\nold-one\n")
+	cfg := write(t, dir, "hookd.yaml", `
+notify:
+  - name: ops-slack
+    url_file: `+urlFile+`
+    format: slack
+  - name: audit
+    url: https://audit.example.com/hookd
+    secret_file: `+secretFile+`
+  - name: failures
+    url: http://127.0.0.1:9000/x
+    results: [failed, pulled]
+`)
+	c, err := config.Load(cfg, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Notify) != 3 {
+		t.Fatalf("notify = %+v", c.Notify)
+	}
+	slack, audit, failures := c.Notify[0], c.Notify[1], c.Notify[2]
+	if slack.URL != "https://hooks.slack.com/services/T0/B0/secretpath" || slack.Format != config.NotifySlack || slack.Secret != nil {
+		t.Errorf("ops-slack = %+v", slack)
+	}
+	if audit.Format != config.NotifyJSON || string(audit.Secret) != "notify-hmac" ||
+		!slices.Equal(audit.Results, []string{"rolled_out", "rolled_back", "failed"}) {
+		t.Errorf("audit = %+v", audit)
+	}
+	if !slices.Equal(failures.Results, []string{"failed", "pulled"}) {
+		t.Errorf("failures = %+v", failures)
+	}
+}
+
+func TestNotifyProblems(t *testing.T) {
+	dir := t.TempDir()
+	empty := write(t, dir, "empty", "\n\n")
+	missing := filepath.Join(dir, "missing")
+	const token = "TOKENsecret"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"no name", "- url: https://a.example/x", "notify[0]: name is required"},
+		{"same name", "- {name: a, url: https://a.example/x}\n- {name: a, url: https://b.example/x}", `notify[1]: name "a" used twice`},
+		{"no url", "- name: a", `notify "a": url or url_file is required`},
+		{"both", "- {name: a, url: https://a.example/x, url_file: " + empty + "}", "not both"},
+		{"scheme", "- {name: a, url: 'ftp://" + token + "@a.example/" + token + "'}", "scheme must be http or https"},
+		{"no host", "- {name: a, url: 'https:///" + token + "'}", "host is missing"},
+		{"not a url", "- {name: a, url: 'http://a b/" + token + "%zz'}", "not a valid URL"},
+		{"bad url in file", "- {name: a, url_file: " + write(t, dir, "bad-url", "slack.com/"+token) + "}", "scheme must be http or https"},
+		{"empty url file", "- {name: a, url_file: " + empty + "}", "is empty"},
+		{"missing url file", "- {name: a, url_file: " + missing + "}", "url_file"},
+		{"format", "- {name: a, url: https://a.example/x, format: teams}", `format "teams": want json or slack`},
+		{"result", "- {name: a, url: https://a.example/x, results: [rolled_out, exploded]}", `result "exploded"`},
+		{"missing secret", "- {name: a, url: https://a.example/x, secret_file: " + missing + "}", "secret_file"},
+		{"empty secret", "- {name: a, url: https://a.example/x, secret_file: " + empty + "}", "secret_file " + empty + " is empty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := write(t, t.TempDir(), "hookd.yaml", "notify:\n"+indent(c.yaml))
+			_, err := config.Load(cfg, env())
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q lacks %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), token) {
+				t.Errorf("error quotes the URL: %q", err)
+			}
+		})
+	}
+}
+
+func TestNotifyProblemsAreAllReported(t *testing.T) {
+	cfg := write(t, t.TempDir(), "hookd.yaml", `
+notify:
+  - {name: a, format: xml}
+  - {name: b, url: https://b.example/x, results: [nope]}
+`)
+	_, err := config.Load(cfg, env())
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{`notify "a": url or url_file is required`, `notify "a": format "xml"`, `notify "b": result "nope"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
+}

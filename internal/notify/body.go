@@ -1,0 +1,132 @@
+package notify
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/store"
+)
+
+// Rollout is the JSON body sent to a json endpoint: the job's result, named as hookd's result
+// JSON names it. Lists are never null, so a receiver can iterate without checking.
+type Rollout struct {
+	Runtime    string          `json:"runtime"`
+	Result     string          `json:"result"` // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
+	Digest     string          `json:"digest"`
+	Image      string          `json:"image"`
+	Reason     string          `json:"reason"`
+	Recreated  []string        `json:"recreated"`
+	RolledBack []string        `json:"rolled_back"`
+	Failed     []store.Failure `json:"failed"`
+	Started    time.Time       `json:"started"`
+	Finished   time.Time       `json:"finished"`
+	JobID      uint64          `json:"job_id"`
+	Trigger    string          `json:"trigger"` // webhook, poll or admin
+	Hookd      Sender          `json:"hookd"`
+}
+
+// Sender names the hookd that sent a notification.
+type Sender struct {
+	Version string `json:"version,omitempty"`
+}
+
+// Slack is the body of a Slack-compatible incoming webhook.
+type Slack struct {
+	Text string `json:"text"`
+}
+
+func (n *Notifier) encode(format string, res store.Result) ([]byte, error) {
+	var v any
+	if format == config.NotifySlack {
+		v = Slack{Text: summary(res)}
+	} else {
+		v = Rollout{
+			Runtime: res.Runtime, Result: res.Outcome, Digest: res.Digest, Image: res.Image, Reason: res.Reason,
+			Recreated: orEmpty(res.Recreated), RolledBack: orEmpty(res.RolledBack), Failed: orEmpty(res.Failed),
+			Started: res.Started, Finished: res.Finished, JobID: res.JobID, Trigger: res.Trigger,
+			Hookd: Sender{Version: n.version},
+		}
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode notification: %w", err)
+	}
+	return body, nil
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// summary is one line for people (Unicode emoji, which every Slack-compatible receiver shows): what happened to which runtime, on which digest, and why.
+func summary(res store.Result) string {
+	var b strings.Builder
+	emoji, verb := "❔", res.Outcome
+	switch res.Outcome {
+	case "rolled_out":
+		emoji, verb = "✅", "rolled out"
+	case "rolled_back":
+		emoji, verb = "↩️", "rolled back"
+	case "failed":
+		emoji, verb = "❌", "failed"
+	case "pulled":
+		emoji, verb = "⬇️", "pulled"
+	case "up_to_date":
+		emoji, verb = "🆗", "up to date"
+	case "skipped":
+		emoji, verb = "⏭️", "skipped"
+	}
+	fmt.Fprintf(&b, "%s hookd: %s %s", emoji, res.Runtime, verb)
+	if res.Image != "" {
+		b.WriteString(" " + res.Image)
+	}
+	if res.Digest != "" {
+		b.WriteString(" @ " + shortDigest(res.Digest))
+	}
+	var facts []string
+	if k := len(res.Recreated); k > 0 {
+		facts = append(facts, plural(k, "container recreated", "containers recreated"))
+	}
+	if k := len(res.RolledBack); k > 0 {
+		facts = append(facts, plural(k, "container rolled back", "containers rolled back"))
+	}
+	if d := res.Finished.Sub(res.Started); d > 0 {
+		facts = append(facts, d.Round(time.Second).String())
+	}
+	if res.Trigger != "" {
+		facts = append(facts, "via "+res.Trigger)
+	}
+	if len(facts) > 0 {
+		b.WriteString(" (" + strings.Join(facts, ", ") + ")")
+	}
+	if res.Reason != "" {
+		b.WriteString(": " + res.Reason)
+	}
+	return slackEscape(strings.Join(strings.Fields(b.String()), " "))
+}
+
+// shortDigest keeps "sha256:" and 12 hex digits, as docker images shows them.
+func shortDigest(d string) string {
+	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return algo + ":" + hex[:12]
+	}
+	return d
+}
+
+func plural(k int, one, many string) string {
+	if k == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", k, many)
+}
+
+// slackEscape escapes the three characters Slack's message format gives meaning to.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
