@@ -130,16 +130,15 @@ func cleanup(ctx context.Context, cli *client.Client, id, registryHost string) [
 			return append(errs, fmt.Errorf("list images: %w", err))
 		}
 		for _, img := range images {
-			refs := append(append([]string{}, img.RepoTags...), img.RepoDigests...)
-			match := false
-			for _, ref := range refs {
-				match = match || fromRegistry(ref)
-			}
-			if !match {
-				continue
-			}
-			if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
-				add(fmt.Errorf("remove image %s: %w", img.ID, err))
+			// By reference, never by ID: identical test images pushed to another test's
+			// registry share this ID, and that test may still be using them.
+			for _, ref := range append(append([]string{}, img.RepoTags...), img.RepoDigests...) {
+				if !fromRegistry(ref) {
+					continue
+				}
+				if _, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil {
+					add(fmt.Errorf("remove image %s: %w", ref, err))
+				}
 			}
 		}
 	}
