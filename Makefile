@@ -29,9 +29,9 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 
 fuzz:
-	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/verify/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./internal/verify/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,9 +79,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return errors.New("-clients, -duration and -max-requests must be positive")
 	}
 
+	var h *hookd
 	if o.hookd != "" {
 		o.secret = "loadgen-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		h, err := startHookd(ctx, o.hookd, o.secret, o.namespace, o.name, o.tag, out)
+		var err error
+		h, err = startHookd(ctx, o.hookd, o.secret, o.namespace, o.name, o.tag, out)
 		if err != nil {
 			return err
 		}
@@ -96,6 +99,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	body := webhooktest.Payload(webhooktest.Push{Namespace: o.namespace, Name: o.name, Tag: o.tag,
 		Digest: "sha256:2222222222222222222222222222222222222222222222222222222222222222"})
 	fmt.Fprintf(out, "target %s, %d clients, %s per phase (cap %d requests), body %d bytes\n", o.target, o.clients, o.duration, o.maxRequests, len(body))
+	hookdPID := 0
+	if o.hookd != "" {
+		hookdPID = h.cmd.Process.Pid
+	}
 	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
 	phases := []struct{ name, signature string }{
 		{"valid", verify.Sign([]byte(o.secret), body)},
@@ -105,7 +112,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if ctx.Err() != nil {
 			break
 		}
+		before := cpuTimes(hookdPID)
 		r := load(ctx, o, body, p.signature, runID+"-"+p.name)
+		r.cpu = cpuTimes(hookdPID).sub(before)
 		r.print(out, p.name)
 	}
 	return nil
@@ -190,7 +199,8 @@ func startHookd(ctx context.Context, binary, secret, namespace, name, tag string
 	addr := make(chan string, 1)
 	var tail logTail
 	go func() {
-		// Read every log line (hookd logs each queued delivery), keeping the last few for errors.
+		// Lines up to "hookd listening" are kept for errors; the rest (a line per queued
+		// delivery) is only drained: the load generator shares the CPU with hookd.
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -203,6 +213,7 @@ func startHookd(ctx context.Context, binary, secret, namespace, name, tag string
 				}
 				if json.Unmarshal(line, &l) == nil && l.Msg == "hookd listening" {
 					addr <- l.Addr
+					break
 				}
 			}
 		}
@@ -261,8 +272,40 @@ func (t *logTail) String() string {
 	return strings.Join(t.lines, "\n")
 }
 
+// cpu is CPU time used by hookd (when started here) and by this process.
+type cpu struct{ hookd, self time.Duration }
+
+func (c cpu) sub(o cpu) cpu { return cpu{c.hookd - o.hookd, c.self - o.self} }
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat's times on Linux.
+const clockTick = 100
+
+func cpuTimes(pid int) cpu {
+	var c cpu
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if pid == 0 {
+		return c
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return c
+	}
+	// Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(f) > 12 {
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		c.hookd = time.Duration(ut+st) * time.Second / clockTick
+	}
+	return c
+}
+
 // result is one phase's outcome.
 type result struct {
+	cpu       cpu
 	elapsed   time.Duration
 	latencies []time.Duration
 	codes     map[int]int
@@ -377,6 +420,13 @@ func (r result) print(out io.Writer, phase string) {
 		phase, len(r.latencies), secs, float64(len(r.latencies))/secs, strings.Join(cs, " "), r.queued, float64(r.queued)/secs, r.errs)
 	if r.firstErr != nil {
 		fmt.Fprintf(out, "   first error: %v\n", r.firstErr)
+	}
+	if n := len(r.latencies); n > 0 && r.cpu.hookd > 0 {
+		// What the machine could do with nothing else running: both processes' CPU per request.
+		per := (r.cpu.hookd + r.cpu.self) / time.Duration(n)
+		fmt.Fprintf(out, "   CPU per request: hookd %s, loadgen %s (CPU busy %.0f%% of %d cores); %d cores alone would serve ≈ %.0f/s\n",
+			(r.cpu.hookd / time.Duration(n)).Round(time.Microsecond/10), (r.cpu.self / time.Duration(n)).Round(time.Microsecond/10),
+			100*(r.cpu.hookd+r.cpu.self).Seconds()/secs/float64(runtime.NumCPU()), runtime.NumCPU(), runtime.NumCPU(), float64(runtime.NumCPU())/per.Seconds())
 	}
 	if len(r.latencies) > 0 {
 		fmt.Fprintf(out, "   latency p50 %s  p90 %s  p99 %s  max %s\n",

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -50,6 +51,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	log := newLogger(cfg, stderr)
+	// Intake allocates per delivery but keeps little alive: collecting at 4x the live heap
+	// instead of 2x costs a few MB and saves a fifth of the CPU under a burst. GOGC decides
+	// when set.
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	d, err := open(cfg, log)
 	if err != nil {
 		return err

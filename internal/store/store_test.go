@@ -26,7 +26,9 @@ func TestOpenTwiceIsLocked(t *testing.T) {
 func TestAcceptMergesAndDeduplicates(t *testing.T) {
 	s := open(t, t.TempDir())
 	now := time.Now()
-	job := func(id string) []Job { return []Job{{Runtime: "r", Trigger: TriggerWebhook, Deliveries: []string{id}, Requests: 1}} }
+	job := func(id string) []Job {
+		return []Job{{Runtime: "r", Trigger: TriggerWebhook, Deliveries: []string{id}, Requests: 1}}
+	}
 	for _, id := range []string{"d1", "d2", "d1"} {
 		if _, err := s.Accept(id, now, job(id)); err != nil {
 			t.Fatal(err)

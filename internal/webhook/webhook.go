@@ -3,6 +3,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,7 +104,7 @@ func (h *Handler) Handle(c echo.Context) error {
 	if req.ContentLength > h.maxBody {
 		return reply(http.StatusRequestEntityTooLarge, OutcomeTooLarge, answer{Error: "body over the limit"})
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, h.maxBody))
+	body, err := readBody(http.MaxBytesReader(c.Response(), req.Body, h.maxBody), req.ContentLength)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -117,8 +118,8 @@ func (h *Handler) Handle(c echo.Context) error {
 	}
 
 	delivery := req.Header.Get("X-GitHub-Delivery")
-	if delivery == "" || len(delivery) > 128 {
-		return reply(http.StatusBadRequest, OutcomeMalformed, answer{Error: "missing or oversized X-GitHub-Delivery"})
+	if !validDeliveryID(delivery) {
+		return reply(http.StatusBadRequest, OutcomeMalformed, answer{Error: "missing, oversized or non-printable X-GitHub-Delivery"})
 	}
 	payload, err := decode(req.Header.Get("Content-Type"), body)
 	if errors.Is(err, errMalformed) {
@@ -165,6 +166,15 @@ func (h *Handler) Handle(c echo.Context) error {
 	return reply(http.StatusAccepted, OutcomeQueued, answer{Status: "queued", Delivery: delivery, Runtimes: runtimes})
 }
 
+// readBody reads the body into one buffer sized by the announced length (bounded by the
+// caller's limit), instead of io.ReadAll's doubling from 512 bytes.
+func readBody(r io.Reader, contentLength int64) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(max(contentLength, 0)) + bytes.MinRead)
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
 // decode returns the JSON payload of a JSON or form-encoded (payload=…) body.
 func decode(contentType string, body []byte) ([]byte, error) {
 	mt, _, err := mime.ParseMediaType(contentType)
@@ -189,6 +199,20 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// validDeliveryID accepts up to 128 visible ASCII characters (GitHub sends a GUID): the id is
+// echoed in answers, logs and job records, which could not carry other bytes as given.
+func validDeliveryID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < '!' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func eventLabel(event string) string {
