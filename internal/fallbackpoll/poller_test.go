@@ -112,6 +112,13 @@ func (w *world) pull(ref string) {
 	}
 }
 
+// unique is the test app at version, with the test's id in the image, so no image of another
+// test running at the same time has the same id (the engine shares it, and cleanups remove
+// images by id).
+func unique(tb testing.TB, version string) testkit.App {
+	return testkit.App{Version: version, Env: []string{"HOOKD_TEST_ID=" + testkit.TestID(tb)}}
+}
+
 func pullOnly(tb testing.TB, name, img string) config.Runtime {
 	tb.Helper()
 	norm, err := config.NormalizeImage(img)
@@ -203,7 +210,7 @@ func TestPassRequestsPerRuntime(t *testing.T) {
 	var rts []config.Runtime
 	for i := range runtimes {
 		repo := fmt.Sprintf("org/app-%02d", i)
-		d := reg.Push(t, repo, "latest", testkit.App{Version: repo})
+		d := reg.Push(t, repo, "latest", unique(t, repo))
 		w.pull(reg.Host + "/" + repo + "@" + d)
 		rts = append(rts, pullOnly(t, repo, reg.Host+"/"+repo+":latest"))
 	}
@@ -300,7 +307,7 @@ func TestPassLimitedHostLeavesOtherHostAlone(t *testing.T) {
 	for _, reg := range []*testkit.Registry{regA, regB} {
 		for i := range 3 {
 			repo := fmt.Sprintf("org/app-%d", i)
-			reg.Push(t, repo, "latest", testkit.App{Version: repo})
+			reg.Push(t, repo, "latest", unique(t, repo))
 			rts = append(rts, pullOnly(t, reg.Host+"-"+repo, reg.Host+"/"+repo+":latest"))
 		}
 	}
@@ -354,7 +361,7 @@ func TestPassSkipsFailedDigestButNotANewerOne(t *testing.T) {
 	reg := testkit.StartRegistry(t, nil)
 	testkit.Cleanup(t, w.cli, reg.Host)
 	repo := reg.Host + "/org/app"
-	d1 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v1"})
+	d1 := reg.Push(t, "org/app", "latest", unique(t, "v1"))
 	w.pull(repo + "@" + d1)
 	p := w.poller([]config.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
 	ctx := context.Background()
@@ -364,7 +371,7 @@ func TestPassSkipsFailedDigestButNotANewerOne(t *testing.T) {
 	}
 
 	// A push whose rollout was rolled back, recorded as the rollback records it.
-	bad := reg.Push(t, "org/app", "latest", testkit.App{Version: "bad", Mode: "exit"})
+	bad := reg.Push(t, "org/app", "latest", testkit.App{Version: "bad-" + testkit.TestID(t), Mode: "exit"})
 	if _, err := w.store.UpdateRecord("app", func(r *store.Record) {
 		r.FailedDigest, r.FailedAt, r.FailedReason = bad, time.Now(), "exited with code 1"
 	}); err != nil {
@@ -383,7 +390,7 @@ func TestPassSkipsFailedDigestButNotANewerOne(t *testing.T) {
 		t.Fatalf("hookd_runtime_behind = %v, want 1", got)
 	}
 
-	newer := reg.Push(t, "org/app", "latest", testkit.App{Version: "v3"})
+	newer := reg.Push(t, "org/app", "latest", unique(t, "v3"))
 	p.Pass(ctx)
 	j, ok, err := w.store.Pending("app")
 	if err != nil || !ok || j.Hint != newer || j.Trigger != store.TriggerPoll {
@@ -400,7 +407,7 @@ func TestPassComparesIndexDigests(t *testing.T) {
 	reg := testkit.StartRegistry(t, nil)
 	testkit.Cleanup(t, w.cli, reg.Host)
 	repo := reg.Host + "/org/multi"
-	index, _ := reg.PushIndex(t, "org/multi", "latest", testkit.App{Version: "v1"})
+	index, _ := reg.PushIndex(t, "org/multi", "latest", unique(t, "v1"))
 	w.pull(repo + "@" + index)
 	p := w.poller([]config.Runtime{pullOnly(t, "multi", repo+":latest")}, time.Hour)
 	ctx := context.Background()
@@ -414,7 +421,7 @@ func TestPassComparesIndexDigests(t *testing.T) {
 	if j, ok, _ := w.store.Pending("multi"); ok {
 		t.Fatalf("queued %+v for an image the engine holds", j)
 	}
-	next, _ := reg.PushIndex(t, "org/multi", "latest", testkit.App{Version: "v2"})
+	next, _ := reg.PushIndex(t, "org/multi", "latest", unique(t, "v2"))
 	p.Pass(ctx)
 	if j, ok, _ := w.store.Pending("multi"); !ok || j.Hint != next {
 		t.Fatalf("new index %s: pending %+v %v", next, j, ok)
@@ -433,7 +440,7 @@ func BenchmarkPass500(b *testing.B) {
 		repo := fmt.Sprintf("org/svc-%02d", r)
 		var d string
 		for tag := range tags {
-			d = reg.Push(b, repo, fmt.Sprintf("t%d", tag), testkit.App{Version: "v1"})
+			d = reg.Push(b, repo, fmt.Sprintf("t%d", tag), unique(b, "v1"))
 			rts = append(rts, pullOnly(b, fmt.Sprintf("%s-t%d", repo, tag), fmt.Sprintf("%s/%s:t%d", reg.Host, repo, tag)))
 		}
 		w.pull(reg.Host + "/" + repo + "@" + d)
