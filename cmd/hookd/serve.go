@@ -101,7 +101,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			// A manual refresh waiting on a long rollout; it stays queued for the next start.
+			log.Warn("closing HTTP connections still open after 10 s", "err", err)
+			return srv.Close()
+		}
+		return nil
 	})
 	// Notifications outlive the service: a job that finishes during shutdown is still told
 	// (the notifier then drains for a bounded time).

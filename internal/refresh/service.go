@@ -27,8 +27,12 @@ const (
 	OutcomeFailed     = "failed"      // could not resolve or pull; nothing was changed
 )
 
-// ErrUnknownRuntime is returned for a refresh of a runtime hookd does not know.
-var ErrUnknownRuntime = errors.New("unknown runtime")
+var (
+	// ErrUnknownRuntime is returned for a refresh of a runtime hookd does not know.
+	ErrUnknownRuntime = errors.New("unknown runtime")
+	// ErrStopping is returned to a refresh still waiting when hookd stops.
+	ErrStopping = errors.New("hookd is stopping")
+)
 
 // Job limits: a shutdown waits for the current job, so every job must end on its own.
 const (
@@ -57,6 +61,7 @@ type Service struct {
 
 	waitMu  sync.Mutex
 	waiters map[uint64][]chan store.Result
+	stopped chan struct{} // closed when Run returns: queued jobs wait for the next start
 }
 
 // New returns a service; Run starts its workers. Every finished job is passed to notify.
@@ -66,6 +71,7 @@ func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engin
 		dirty:   map[string]bool{},
 		wake:    make(chan struct{}, 1),
 		waiters: map[uint64][]chan store.Result{},
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -122,6 +128,8 @@ func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (s
 	select {
 	case res := <-ch:
 		return res, nil
+	case <-s.stopped:
+		return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
 	case <-ctx.Done():
 		return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued)", runtime, ctx.Err(), id)
 	}
@@ -154,6 +162,7 @@ func (s *Service) takeDirty() []string {
 // for each runtime with work, until ctx ends. On the way out it lets every worker finish its
 // current job and leaves the rest queued for the next start.
 func (s *Service) Run(ctx context.Context) error {
+	defer close(s.stopped)
 	if runtimes, err := s.catalog.All(ctx); err == nil {
 		for _, rt := range runtimes {
 			s.metrics.known(rt.Name)
@@ -285,6 +294,14 @@ func (s *Service) execute(ctx context.Context, job store.Job) store.Result {
 		res.Pulled = append(res.Pulled, ref)
 	}
 	if !rt.ShouldRecreate() || job.PullOnly {
+		// As after `docker pull`, the tag names the new image, for the next `docker run` or
+		// `compose up`.
+		if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
+			return finish(OutcomeFailed, "tag: "+err.Error())
+		}
+		if !rt.ShouldRecreate() {
+			s.markRunning(rt.Name, digest)
+		}
 		if imageID.pulled {
 			return finish(OutcomePulled, "")
 		}

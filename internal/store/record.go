@@ -20,7 +20,6 @@ type Record struct {
 	FailedDigest  string    `json:"failed_digest,omitempty"` // not retried automatically
 	FailedAt      time.Time `json:"failed_at,omitzero"`
 	FailedReason  string    `json:"failed_reason,omitempty"`
-	ConfirmedAt   time.Time `json:"confirmed_at,omitzero"` // last verified delivery for this runtime
 }
 
 // UpdateRecord applies change to the runtime's record in one transaction and returns the result.
