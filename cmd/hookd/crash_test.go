@@ -108,6 +108,9 @@ type crashMember struct {
 	name    string
 	volume  string
 	running bool
+	// slowStop makes `docker stop` take a second: the app ignores the stop signal until the
+	// engine kills it, as apps without signal handling do.
+	slowStop bool
 }
 
 // crashPoint is where a run SIGKILLs hookd: on the nth engine event of action for the runtime's
@@ -115,6 +118,7 @@ type crashMember struct {
 type crashPoint struct {
 	name   string
 	action string
+	member string // only events of this container name count; any when empty
 	nth    int
 	after  time.Duration
 	done   bool // once the job has finished
@@ -146,12 +150,12 @@ runtimes:
 	}
 	stateDir := filepath.Join(dir, "state")
 
-	d1 := reg.Push(t, "org/crash", "latest", testkit.App{Version: "v1"})
+	d1 := reg.Push(t, "org/crash", "latest", crashApp(id, "v1", ""))
 	crashPull(t, cli, reg.Host+"/org/crash@"+d1, tag)
 	// Sorted by name, the stopped one comes last, so the early kill points land on running ones.
 	members := []crashMember{
 		{name: id + "-1", volume: id + "-vol1", running: true},
-		{name: id + "-2", volume: id + "-vol2", running: true},
+		{name: id + "-2", volume: id + "-vol2", running: true, slowStop: true},
 		{name: id + "-3", volume: id + "-vol3", running: false},
 	}
 	for _, m := range members {
@@ -166,6 +170,9 @@ runtimes:
 		{name: "start_new of #1", action: "rename", nth: 2},
 		{name: "gate of #1", action: "start", nth: 1, after: 300 * time.Millisecond},
 		{name: "create of #2, #1 switched", action: "create", nth: 2},
+		// The engine goes on stopping #2 for a second after hookd dies: recovery must not
+		// take the still-running old container for one it need not start again.
+		{name: "stop of #2 in flight", action: "kill", member: members[1].name, nth: 1},
 		{name: "gate of #2", action: "start", nth: 2, after: 500 * time.Millisecond},
 		{name: "stopped #3 set aside", action: "rename", nth: 5},
 		{name: "commit", action: "destroy", nth: 1},
@@ -174,7 +181,7 @@ runtimes:
 	lastJob, good := uint64(0), ""
 	for n, point := range points {
 		version := fmt.Sprintf("v%d", n+2)
-		digest := reg.Push(t, "org/crash", "latest", testkit.App{Version: version})
+		digest := reg.Push(t, "org/crash", "latest", crashApp(id, version, ""))
 		began := time.Now()
 		p := crashStart(t, bin, cfgFile, stateDir)
 		crashKillAt(t, cli, p, point, id, fmt.Sprintf("crash-%d", n), digest, lastJob)
@@ -185,7 +192,7 @@ runtimes:
 
 		p = crashStart(t, bin, cfgFile, stateDir)
 		var st crashStatus
-		eventually(t, 2*time.Minute, func() (bool, string) {
+		crashEventually(t, p, func() (bool, string) {
 			st = crashStatusOf(p.hookd)
 			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
 				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
@@ -199,22 +206,24 @@ runtimes:
 		crashVolumesIntact(t, cli, members)
 		lastJob, good = st.LastRollout.JobID, crashImageID(t, cli, reg.Host+"/org/crash@"+digest)
 		converged := time.Now()
-		t.Logf("LOGS\n%s", p.logs)
 		p.term()
 		t.Logf("%s: killed after %s, converged %s after restart, stopped in %s", point.name, killed.Sub(began), converged.Sub(killed), time.Since(converged))
 	}
 
 	// A new image that exits at start, killed while it is gated: the restart reverts, the
 	// resumed job fails the same way and the digest is remembered as failed.
-	bad := reg.Push(t, "org/crash", "latest", testkit.App{Version: "broken", Mode: "exit"})
+	bad := reg.Push(t, "org/crash", "latest", crashApp(id, "broken", "exit"))
 	p := crashStart(t, bin, cfgFile, stateDir)
 	crashKillAt(t, cli, p, crashPoint{name: "gate of a failing image", action: "start", nth: 1}, id, "crash-exit", bad, lastJob)
 	if bad := crashDegraded(t, cli, members); len(bad) > 1 {
 		t.Fatalf("failing image: killed hookd left more than one container down: %v", bad)
 	}
+	// The failing replacement under the first name means hookd died before it rolled back.
+	first, err := cli.ContainerInspect(context.Background(), members[0].name)
+	midGate := err == nil && first.Image == crashImageID(t, cli, reg.Host+"/org/crash@"+bad)
 	p = crashStart(t, bin, cfgFile, stateDir)
 	var st crashStatus
-	eventually(t, 2*time.Minute, func() (bool, string) {
+	crashEventually(t, p, func() (bool, string) {
 		st = crashStatusOf(p.hookd)
 		return st.Pending == nil && st.LastRollout != nil && st.LastRollout.Digest == bad,
 			fmt.Sprintf("pending %+v last %+v", st.Pending, st.LastRollout)
@@ -225,8 +234,19 @@ runtimes:
 	if problems := crashProblems(t, cli, id, members, good); len(problems) > 0 {
 		t.Fatalf("failing image: after roll back: %v\n%s", problems, p.logs)
 	}
+	if !midGate {
+		t.Log("failing image: the kill landed after hookd had rolled back by itself")
+	} else if !p.logs.contains("settled interrupted rollout", `"committed":false`) {
+		t.Fatalf("failing image: killed mid-gate, but the restart did not revert a journaled rollout:\n%s", p.logs)
+	}
 	crashVolumesIntact(t, cli, members)
 	p.term()
+}
+
+// crashApp is an image unique to this test: images are content-addressed, and another test's
+// identical image would be shared with it (and its cleanup).
+func crashApp(testID, version, mode string) testkit.App {
+	return testkit.App{Version: version, Mode: mode, Env: []string{"CRASH_TEST=" + testID}}
 }
 
 type crashStatus struct {
@@ -262,6 +282,24 @@ func crashStatusOf(h *hookd) crashStatus {
 	return crashStatus{}
 }
 
+// crashEventually polls cond until it holds, or fails with the state and hookd's log.
+func crashEventually(t *testing.T, p *crashProc, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within a minute: %s\nhookd log:\n%s", state, p.logs)
+		}
+		<-tick.C
+	}
+}
+
 // crashKillAt delivers a push of digest and SIGKILLs p at point.
 func crashKillAt(t *testing.T, cli *client.Client, p *crashProc, point crashPoint, testID, delivery, digest string, lastJob uint64) {
 	t.Helper()
@@ -285,7 +323,7 @@ func crashKillAt(t *testing.T, cli *client.Client, p *crashProc, point crashPoin
 		for seen < point.nth {
 			select {
 			case m := <-msgs:
-				if string(m.Action) == point.action {
+				if string(m.Action) == point.action && (point.member == "" || m.Actor.Attributes["name"] == point.member) {
 					seen++
 				}
 			case err := <-errs:
@@ -410,8 +448,12 @@ func crashCreate(t *testing.T, cli *client.Client, image string, m crashMember) 
 	}
 	labels := testkit.Labels(t)
 	labels["hookd.runtime"] = "crash"
-	created, err := cli.ContainerCreate(ctx,
-		&container.Config{Image: image, Labels: labels},
+	cfg := &container.Config{Image: image, Labels: labels}
+	if m.slowStop {
+		timeout := 1
+		cfg.StopSignal, cfg.StopTimeout = "SIGWINCH", &timeout // a Go program ignores SIGWINCH
+	}
+	created, err := cli.ContainerCreate(ctx, cfg,
 		&container.HostConfig{
 			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 			Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: m.volume, Target: "/data"}},

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
@@ -196,7 +197,13 @@ func (f *fleet) members() map[string]container.InspectResponse {
 	}
 	for _, c := range list {
 		if c.Labels["hookd.runtime"] == f.runtime && c.Labels[testkit.LabelTestID] == f.id {
-			insp := f.inspect(c.ID)
+			insp, err := f.cli.ContainerInspect(context.Background(), c.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue // hookd removed it since the list
+			}
+			if err != nil {
+				f.t.Fatal(err)
+			}
 			out[strings.TrimPrefix(insp.Name, "/")] = insp
 		}
 	}

@@ -175,8 +175,7 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 		}
 		seen[img] = true
 		runtimes = append(runtimes, config.Runtime{
-			Name: img, Image: img,
-			MinUptime: config.DefaultMinUptime, HealthTimeout: config.DefaultHealthTimeout, Parallel: 1,
+			Name: img, Image: img, Parallel: 1,
 		})
 	}
 	c.mu.Lock()

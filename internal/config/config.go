@@ -80,13 +80,13 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // Runtime is a named group of containers that follow one image tag.
 type Runtime struct {
-	Name          string   `yaml:"name"`
-	Image         string   `yaml:"image"`
-	Recreate      *bool    `yaml:"recreate"`
-	MinUptime     Duration `yaml:"min_uptime"`
-	HealthTimeout Duration `yaml:"health_timeout"`
-	Parallel      int      `yaml:"parallel"`
-	Cleanup       bool     `yaml:"cleanup"`
+	Name          string    `yaml:"name"`
+	Image         string    `yaml:"image"`
+	Recreate      *bool     `yaml:"recreate"`
+	MinUptime     *Duration `yaml:"min_uptime"`     // nil: DefaultMinUptime; 0 is allowed (no wait)
+	HealthTimeout *Duration `yaml:"health_timeout"` // nil: DefaultHealthTimeout
+	Parallel      int       `yaml:"parallel"`
+	Cleanup       bool      `yaml:"cleanup"`
 }
 
 // Notify is an endpoint told of rollout results.
@@ -117,6 +117,19 @@ var DefaultNotifyResults = []string{"rolled_out", "rolled_back", "failed"}
 
 // Repository is the image without its tag ("host/repo").
 func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
+
+// Gate returns how long a new container must stay up and how long it may take to become
+// healthy, with the defaults for what is not set.
+func (r Runtime) Gate() (minUptime, healthTimeout time.Duration) {
+	minUptime, healthTimeout = DefaultMinUptime.D(), DefaultHealthTimeout.D()
+	if r.MinUptime != nil {
+		minUptime = r.MinUptime.D()
+	}
+	if r.HealthTimeout != nil {
+		healthTimeout = r.HealthTimeout.D()
+	}
+	return minUptime, healthTimeout
+}
 
 // ShouldRecreate reports whether a rollout recreates containers (true unless `recreate: false`).
 func (r Runtime) ShouldRecreate() bool { return r.Recreate == nil || *r.Recreate }
@@ -212,12 +225,6 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Runtimes {
 		r := &c.Runtimes[i]
-		if r.MinUptime == 0 {
-			r.MinUptime = DefaultMinUptime
-		}
-		if r.HealthTimeout == 0 {
-			r.HealthTimeout = DefaultHealthTimeout
-		}
 		if r.Parallel == 0 {
 			r.Parallel = 1
 		}
@@ -318,7 +325,7 @@ func (c *Config) validate() []error {
 		} else {
 			images[r.Image] = r.Name
 		}
-		if r.MinUptime < 0 || r.HealthTimeout < 0 {
+		if minUptime, healthTimeout := r.Gate(); minUptime < 0 || healthTimeout < 0 {
 			bad("%s: min_uptime and health_timeout must not be negative", where)
 		}
 		if r.Parallel < 0 {

@@ -136,3 +136,47 @@ notify:
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
 }
+
+func TestRuntimesEnvAndDurations(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "hookd.yaml", `
+listen: ":9000"
+poll:
+  interval: 0
+runtimes:
+  - name: a
+    image: GHCR.io/Org/App
+    min_uptime: 0
+  - name: b
+    image: ghcr.io/org/b:v2
+    recreate: false
+    health_timeout: 5s
+`)
+	c, err := config.Load(file, env("HOOKD_LISTEN", "127.0.0.1:9001", "HOOKD_POLL_INTERVAL", "15m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9001" || c.Poll.Interval.D().String() != "15m0s" {
+		t.Errorf("environment does not override the file: listen %s, poll %s", c.Listen, c.Poll.Interval)
+	}
+	a, b := c.Runtimes[0], c.Runtimes[1]
+	if a.Image != "ghcr.io/org/app:latest" || !a.ShouldRecreate() || a.Parallel != 1 {
+		t.Errorf("runtime a: %+v", a)
+	}
+	if up, health := a.Gate(); up != 0 || health != config.DefaultHealthTimeout.D() {
+		t.Errorf("runtime a gate: %s %s, want 0 and the default", up, health)
+	}
+	if up, health := b.Gate(); up != config.DefaultMinUptime.D() || health.String() != "5s" || b.ShouldRecreate() {
+		t.Errorf("runtime b gate: %s %s recreate %v", up, health, b.ShouldRecreate())
+	}
+	if c, err := config.Load(file, env()); err != nil || c.Poll.Interval != 0 {
+		t.Errorf("poll interval 0 in the file: %v %v", c.Poll.Interval, err)
+	}
+}
+
+func TestUnknownKeyIsRefused(t *testing.T) {
+	file := write(t, t.TempDir(), "hookd.yaml", "runtimes:\n  - name: a\n    image: ghcr.io/o/a\n    min_uptim: 3s\n")
+	if _, err := config.Load(file, env()); err == nil || !strings.Contains(err.Error(), "min_uptim") {
+		t.Fatalf("a misspelt key was accepted: %v", err)
+	}
+}

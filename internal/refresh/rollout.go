@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,19 +14,37 @@ import (
 	"github.com/hookd/hookd/internal/store"
 )
 
-// gatePoll is how often a new container's state is read while it proves itself.
-const gatePoll = 200 * time.Millisecond
+const (
+	// gatePoll is how often a new container's state is read while it proves itself.
+	gatePoll = 200 * time.Millisecond
+	// engineSlack bounds the engine calls of one container's switch beyond its gate, so a hung
+	// engine ends in a roll back instead of a job that never ends.
+	engineSlack = 5 * time.Minute
+	// restoreTimeout bounds a roll back or a commit; the journal covers one cut short.
+	restoreTimeout = 5 * time.Minute
+	// Suffixes of hookd's own temporary names; containers so named are never members.
+	tempSuffix  = "-hookd-new"
+	asideSuffix = "-hookd-old"
+)
+
+// digestFault marks a failure of the new image itself: it could not be created or started, or
+// did not stay up and become healthy. Only these make a digest one hookd does not retry on its
+// own; an engine or state error leaves the digest eligible.
+type digestFault struct{ error }
+
+func (f digestFault) Unwrap() error { return f.error }
 
 // rollout recreates the runtime's containers on ref, rt.Parallel at a time. It ends with every
 // container on the new digest, or with every container back on its old one.
 func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID string, res *store.Result) store.Result {
-	finish := func(outcome, reason string) store.Result {
-		res.Outcome, res.Reason, res.Finished = outcome, reason, time.Now()
-		return *res
+	// A rollout of this runtime that did not end cleanly (its commit or roll back failed) is
+	// settled first: a new journal would replace it, and with it the way back.
+	if err := s.settle(ctx, rt.Name); err != nil {
+		return finished(res, OutcomeFailed, "settle the previous rollout: "+err.Error())
 	}
 	members, err := s.catalog.Members(ctx, rt)
 	if err != nil {
-		return finish(OutcomeFailed, "list containers: "+err.Error())
+		return finished(res, OutcomeFailed, "list containers: "+err.Error())
 	}
 	self := s.engine.SelfID(ctx)
 	var todo []engine.Container
@@ -32,54 +52,48 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 		switch {
 		case self != "" && c.ID == self:
 			s.log.Warn("not recreating the container hookd runs in", "runtime", rt.Name, "container", c.Name)
+		case strings.HasSuffix(c.Name, tempSuffix) || strings.HasSuffix(c.Name, asideSuffix):
+			s.log.Warn("ignoring a container named like hookd's temporary ones", "runtime", rt.Name, "container", c.Name)
 		case c.ImageID != imageID:
 			todo = append(todo, c)
+		}
+	}
+	for _, c := range todo {
+		if c.AutoRemove && c.Running {
+			// Stopping it would delete it, leaving nothing to roll back to.
+			return finished(res, OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
 		}
 	}
 	// The local tag follows the digest, as `docker pull` would leave it, so new containers keep
 	// the image name they were created from and later `docker run`s get the same image.
 	if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
-		return finish(OutcomeFailed, "tag: "+err.Error())
-	}
-	for _, c := range todo {
-		if c.AutoRemove && c.Running {
-			// Stopping it would delete it, leaving nothing to roll back to.
-			return finish(OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
-		}
+		return finished(res, OutcomeFailed, "tag: "+err.Error())
 	}
 	if len(todo) == 0 {
 		s.markRunning(rt.Name, res.Digest)
 		if len(members) == 0 {
-			return finish(OutcomeUpToDate, "no containers are labelled for this runtime")
+			return finished(res, OutcomeUpToDate, "no containers are labelled for this runtime")
 		}
-		return finish(OutcomeUpToDate, "")
+		return finished(res, OutcomeUpToDate, "")
 	}
 
-	j := &journal{store: s.store, r: &store.Rollout{Runtime: rt.Name, JobID: res.JobID, Ref: ref, Containers: map[string]*store.Switch{}}}
+	j := &journal{store: s.store, r: &store.Rollout{
+		Runtime: rt.Name, JobID: res.JobID, Ref: ref, Image: rt.Image, OldImageID: todo[0].ImageID,
+		Cleanup: rt.Cleanup, Containers: map[string]*store.Switch{},
+	}}
+	minUptime, healthTimeout := rt.Gate()
 	for start := 0; start < len(todo); start += rt.Parallel {
 		batch := todo[start:min(start+rt.Parallel, len(todo))]
+		bctx, cancel := context.WithTimeout(ctx, max(minUptime, healthTimeout)+engineSlack)
 		errs := make([]error, len(batch))
 		var wg sync.WaitGroup
 		for i, c := range batch {
-			wg.Go(func() { errs[i] = s.switchOne(ctx, j, rt, c, imageID) })
+			wg.Go(func() { errs[i] = s.switchOne(bctx, j, rt, c, imageID) })
 		}
 		wg.Wait()
+		cancel()
 		if err := errors.Join(errs...); err != nil {
-			for _, sw := range j.r.Containers {
-				res.RolledBack = append(res.RolledBack, sw.Name)
-			}
-			res.Recreated = []string{}
-			res.Failed = append(res.Failed, store.Failure{Ref: ref, Reason: err.Error()})
-			if rerr := s.revert(ctx, j.r); rerr != nil {
-				s.log.Error("roll back", "runtime", rt.Name, "err", rerr)
-				return finish(OutcomeFailed, fmt.Sprintf("%v; roll back incomplete, retried at the next start: %v", err, rerr))
-			}
-			if _, uerr := s.store.UpdateRecord(rt.Name, func(r *store.Record) {
-				r.FailedDigest, r.FailedAt, r.FailedReason = res.Digest, time.Now(), err.Error()
-			}); uerr != nil {
-				s.log.Error("remember failed digest", "runtime", rt.Name, "err", uerr)
-			}
-			return finish(OutcomeRolledBack, err.Error())
+			return s.rollBack(ctx, j, err, res)
 		}
 		for _, c := range batch {
 			res.Recreated = append(res.Recreated, c.Name)
@@ -87,14 +101,47 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 	}
 	j.r.Committed = true
 	if err := s.store.WriteJournal(j.r); err != nil {
-		// Not committed: the old containers stay until the next start reverts and retries.
-		return finish(OutcomeFailed, err.Error())
+		// Without a durable commit a crash would revert the rollout anyway: revert now.
+		return s.rollBack(ctx, j, err, res)
 	}
-	if err := s.commit(ctx, j.r, rt.Cleanup); err != nil {
-		s.log.Error("remove replaced containers", "runtime", rt.Name, "err", err)
+	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	if err := s.commit(rctx, j.r); err != nil {
+		// Every container runs the new digest; the replaced ones are removed before the next
+		// rollout of this runtime or at the next start.
+		s.log.Warn("remove replaced containers", "runtime", rt.Name, "err", err)
 	}
 	s.markRunning(rt.Name, res.Digest)
-	return finish(OutcomeRolledOut, "")
+	return finished(res, OutcomeRolledOut, "")
+}
+
+// rollBack undoes a rollout that failed with cause and reports it.
+func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *store.Result) store.Result {
+	res.Recreated = []string{}
+	for name := range j.r.Containers {
+		res.RolledBack = append(res.RolledBack, name)
+	}
+	slices.Sort(res.RolledBack)
+	res.Failed = append(res.Failed, store.Failure{Ref: j.r.Ref, Reason: cause.Error()})
+	// Remembered before the revert, so a crash during it does not retry the digest at start.
+	if errors.As(cause, new(digestFault)) {
+		if _, err := s.store.UpdateRecord(j.r.Runtime, func(r *store.Record) {
+			r.FailedDigest, r.FailedAt, r.FailedReason = res.Digest, time.Now(), cause.Error()
+		}); err != nil {
+			s.log.Error("remember failed digest", "runtime", j.r.Runtime, "err", err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	if err := s.revert(rctx, j.r, false); err != nil {
+		return finished(res, OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (finished before the next rollout and at the next start): %v", cause, err))
+	}
+	return finished(res, OutcomeRolledBack, cause.Error())
+}
+
+func finished(res *store.Result, outcome, reason string) store.Result {
+	res.Outcome, res.Reason, res.Finished = outcome, reason, time.Now()
+	return *res
 }
 
 func (s *Service) markRunning(runtime, digest string) {
@@ -133,7 +180,7 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, c engine.Container, imageID string) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
-		TempName: c.Name + "-hookd-new", AsideName: c.Name + "-hookd-old",
+		TempName: c.Name + tempSuffix, AsideName: c.Name + asideSuffix,
 	}
 	if err := j.step(sw, store.StepCreate, nil); err != nil {
 		return err
@@ -150,7 +197,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 	}
 	newID, err := s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
 	if err != nil {
-		return fmt.Errorf("%s: create: %w", c.Name, err)
+		return digestFault{fmt.Errorf("%s: create: %w", c.Name, err)}
 	}
 	if err := j.step(sw, store.StepStopOld, func() { sw.NewID = newID }); err != nil {
 		return err
@@ -183,7 +230,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 			return err
 		}
 		if err := s.engine.Start(ctx, newID); err != nil {
-			return fmt.Errorf("%s: start: %w", c.Name, err)
+			return digestFault{fmt.Errorf("%s: start: %w", c.Name, err)}
 		}
 		if err := s.gate(ctx, newID, rt); err != nil {
 			return fmt.Errorf("%s: %w", c.Name, err)
@@ -193,39 +240,38 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 }
 
 // gate passes when the container has stayed up for min_uptime without restarting and, where it
-// has a healthcheck, reports healthy within health_timeout.
+// has a healthcheck, reports healthy within health_timeout. Its verdicts are digestFaults.
 func (s *Service) gate(ctx context.Context, id string, rt config.Runtime) error {
-	minUptime, healthTimeout := rt.MinUptime.D(), max(rt.HealthTimeout.D(), rt.MinUptime.D())
+	minUptime, healthTimeout := rt.Gate()
+	healthTimeout = max(healthTimeout, minUptime)
 	began := time.Now()
-	first, err := s.engine.State(ctx, id)
-	if err != nil {
-		return fmt.Errorf("gate: %w", err)
-	}
 	tick := time.NewTicker(gatePoll)
 	defer tick.Stop()
-	for st := first; ; {
+	for {
+		st, err := s.engine.State(ctx, id)
+		if err != nil {
+			return fmt.Errorf("gate: %w", err)
+		}
+		// A new container starts with no restarts: any means it died and the engine restarted it.
 		switch {
+		case st.RestartCount > 0 || st.Status == "restarting":
+			return digestFault{fmt.Errorf("restarted during the first %s (exit code %d)", minUptime, st.ExitCode)}
 		case !st.Running:
-			return fmt.Errorf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))
-		case st.RestartCount != first.RestartCount || !st.StartedAt.Equal(first.StartedAt):
-			return fmt.Errorf("restarted during the first %s", minUptime)
+			return digestFault{fmt.Errorf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))}
 		case st.Health == "unhealthy":
-			return errors.New("healthcheck reports unhealthy")
+			return digestFault{errors.New("healthcheck reports unhealthy")}
 		}
 		up := time.Since(began)
 		if up >= minUptime && (st.Health == "" || st.Health == "healthy") {
 			return nil
 		}
 		if st.Health != "" && up >= healthTimeout {
-			return fmt.Errorf("not healthy within %s (health %q)", healthTimeout, st.Health)
+			return digestFault{fmt.Errorf("not healthy within %s (health %q)", healthTimeout, st.Health)}
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("gate: %w", ctx.Err())
 		case <-tick.C:
-		}
-		if st, err = s.engine.State(ctx, id); err != nil {
-			return fmt.Errorf("gate: %w", err)
 		}
 	}
 }
@@ -238,7 +284,7 @@ func suffix(s string) string {
 }
 
 // commit removes the replaced containers of a rollout that switched completely, then forgets it.
-func (s *Service) commit(ctx context.Context, r *store.Rollout, cleanup bool) error {
+func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 	var errs []error
 	oldImages := map[string]bool{}
 	for _, sw := range r.Containers {
@@ -248,9 +294,9 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout, cleanup bool) er
 		oldImages[sw.OldImageID] = true
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...) // journal kept: the next start removes them
+		return errors.Join(errs...) // journal kept: settled before the next rollout or at start
 	}
-	if cleanup {
+	if r.Cleanup {
 		for id := range oldImages {
 			if _, err := s.engine.RemoveImageIfUnused(ctx, id); err != nil {
 				s.log.Warn("remove old image", "runtime", r.Runtime, "image", id, "err", err)
@@ -261,22 +307,29 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout, cleanup bool) er
 }
 
 // revert puts every container of the rollout back as it was: the replacement removed, the old
-// container under its name, running if it was. Each step checks the engine first, so a revert
-// interrupted by a crash is simply run again.
-func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
+// container under its name, running if it was, and the tag back on the old image. Each step
+// checks the engine first, so a revert interrupted by a crash is simply run again. interrupted
+// says hookd stopped part-way, so a request it had sent may still be in progress at the engine.
+func (s *Service) revert(ctx context.Context, r *store.Rollout, interrupted bool) error {
 	var errs []error
 	for _, sw := range r.Containers {
-		if err := s.revertOne(ctx, sw); err != nil {
+		if err := s.revertOne(ctx, sw, interrupted); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sw.Name, err))
 		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	if r.Image != "" && r.OldImageID != "" {
+		// The next `docker run` of the tag should get what runs, not what just failed.
+		if err := s.engine.Tag(ctx, r.OldImageID, r.Image); err != nil && !engine.IsNotFound(err) {
+			s.log.Warn("move the tag back", "runtime", r.Runtime, "err", err)
+		}
+	}
 	return s.store.ClearJournal(r.Runtime)
 }
 
-func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
+func (s *Service) revertOne(ctx context.Context, sw *store.Switch, interrupted bool) error {
 	newID := sw.NewID
 	if newID == "" {
 		// Created, perhaps, but hookd stopped before it journaled the id: find it by name.
@@ -287,16 +340,7 @@ func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
 	old, err := s.engine.Inspect(ctx, sw.OldID)
 	if engine.IsNotFound(err) {
 		// Someone removed the old container: keep the replacement rather than leave nothing.
-		if newID == "" {
-			return nil
-		}
-		if err := s.engine.Rename(ctx, newID, sw.Name); err != nil && !engine.IsConflict(err) {
-			return err
-		}
-		if sw.WasRunning {
-			return s.engine.Start(ctx, newID)
-		}
-		return nil
+		return s.keepReplacement(ctx, sw, newID)
 	}
 	if err != nil {
 		return err
@@ -311,6 +355,15 @@ func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
 			return fmt.Errorf("restore name: %w", err)
 		}
 	}
+	if interrupted && sw.Step == store.StepStopOld && sw.WasRunning && old.Running {
+		// The engine finishes a stop whose caller went away, so this "running" can turn into
+		// "stopped" after the revert, with no one left to start it again (up to the container's
+		// stop timeout later). Stopping again waits for that stop; the start below undoes it.
+		if err := s.engine.Stop(ctx, sw.OldID); err != nil {
+			return fmt.Errorf("settle old: %w", err)
+		}
+		old.Running = false
+	}
 	if sw.WasRunning && !old.Running {
 		if err := s.engine.Start(ctx, sw.OldID); err != nil {
 			return fmt.Errorf("restart old: %w", err)
@@ -319,23 +372,61 @@ func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
 	return nil
 }
 
-// recover finishes or reverts every rollout the journal shows in progress: a committed one has
-// its old containers removed, any other is reverted (its job is queued again by Resume).
-func (s *Service) recover(ctx context.Context) error {
-	rollouts, err := s.store.Journals()
+func (s *Service) keepReplacement(ctx context.Context, sw *store.Switch, newID string) error {
+	if newID == "" {
+		return nil
+	}
+	cur, err := s.engine.Inspect(ctx, newID)
+	if engine.IsNotFound(err) {
+		return nil // both are gone: nothing of hookd's is left to put back
+	}
 	if err != nil {
 		return err
 	}
-	for _, r := range rollouts {
-		if r.Committed {
-			err = s.commit(ctx, r, false)
-		} else {
-			err = s.revert(ctx, r)
+	if cur.Name != sw.Name {
+		if err := s.engine.Rename(ctx, newID, sw.Name); err != nil {
+			return fmt.Errorf("give the replacement its name: %w", err)
 		}
-		if err != nil {
-			return fmt.Errorf("recover rollout of %s: %w", r.Runtime, err)
-		}
-		s.log.Info("recovered interrupted rollout", "runtime", r.Runtime, "committed", r.Committed, "containers", len(r.Containers))
+	}
+	if sw.WasRunning && !cur.Running {
+		return s.engine.Start(ctx, newID)
 	}
 	return nil
+}
+
+// settle finishes the runtime's rollout the journal shows in progress, if any: a committed one
+// has its replaced containers removed, any other is reverted.
+func (s *Service) settle(ctx context.Context, runtime string) error {
+	r, ok, err := s.store.Journal(runtime)
+	if err != nil || !ok {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	if r.Committed {
+		err = s.commit(ctx, r)
+	} else {
+		err = s.revert(ctx, r, true)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("settled interrupted rollout", "runtime", runtime, "committed", r.Committed, "containers", len(r.Containers))
+	return nil
+}
+
+// recover settles every rollout the journal shows in progress when hookd starts (the
+// interrupted job is queued again by Resume). A runtime that cannot be settled now is logged and
+// left: its next job settles it first or fails without touching anything.
+func (s *Service) recover(ctx context.Context) {
+	rollouts, err := s.store.Journals()
+	if err != nil {
+		s.log.Error("read rollout journal", "err", err)
+		return
+	}
+	for _, r := range rollouts {
+		if err := s.settle(ctx, r.Runtime); err != nil {
+			s.log.Error("settle interrupted rollout", "runtime", r.Runtime, "err", err)
+		}
+	}
 }

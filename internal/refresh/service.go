@@ -168,9 +168,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.metrics.known(rt.Name)
 		}
 	}
-	if err := s.recover(ctx); err != nil {
-		return err
-	}
+	s.recover(ctx)
 	waiting, err := s.store.Resume()
 	if err != nil {
 		return err

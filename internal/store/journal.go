@@ -24,8 +24,11 @@ type Rollout struct {
 	Runtime    string             `json:"runtime"`
 	JobID      uint64             `json:"job_id"`
 	Ref        string             `json:"ref"`
-	Committed  bool               `json:"committed"`  // every container switched: only old ones remain to remove
-	Containers map[string]*Switch `json:"containers"` // by Name
+	Image      string             `json:"image"`        // the runtime's tag, moved back on a revert
+	OldImageID string             `json:"old_image_id"` // what the tag named before
+	Cleanup    bool               `json:"cleanup"`      // remove replaced images on commit
+	Committed  bool               `json:"committed"`    // every container switched: only old ones remain to remove
+	Containers map[string]*Switch `json:"containers"`   // by Name
 }
 
 // Switch is one container's progress.
@@ -64,6 +67,19 @@ func (s *Store) ClearJournal(runtime string) error {
 		return fmt.Errorf("clear journal %s: %w", runtime, err)
 	}
 	return nil
+}
+
+// Journal returns the runtime's rollout in progress, if any.
+func (s *Store) Journal(runtime string) (r *Rollout, ok bool, err error) {
+	r = &Rollout{}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		ok, err = getJSON(tx.Bucket(bucketJournal), runtime, r)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("read journal of %s: %w", runtime, err)
+	}
+	return r, ok, nil
 }
 
 // Journals returns every rollout that was in progress when hookd stopped.
