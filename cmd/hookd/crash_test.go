@@ -164,15 +164,16 @@ runtimes:
 
 	points := []crashPoint{
 		{name: "at 202 (resolve, pull, tag)"},
-		{name: "stop_old of #1", action: "create", nth: 1},
-		{name: "rename_old of #1", action: "stop", nth: 1},
+		{name: "rename_old of #1", action: "create", nth: 1},
 		{name: "rename_new of #1", action: "rename", nth: 1},
-		{name: "start_new of #1", action: "rename", nth: 2},
+		{name: "stop_old of #1", action: "rename", nth: 2},
+		{name: "start_new of #1", action: "stop", nth: 1},
 		{name: "gate of #1", action: "start", nth: 1, after: 300 * time.Millisecond},
 		{name: "create of #2, #1 switched", action: "create", nth: 2},
 		// The engine goes on stopping #2 for a second after hookd dies: recovery must not
 		// take the still-running old container for one it need not start again.
-		{name: "stop of #2 in flight", action: "kill", member: members[1].name, nth: 1},
+		// By then the old #2 is set aside under its temporary name.
+		{name: "stop of #2 in flight", action: "kill", member: members[1].name + "-hookd-old", nth: 1},
 		{name: "gate of #2", action: "start", nth: 2, after: 500 * time.Millisecond},
 		{name: "stopped #3 set aside", action: "rename", nth: 5},
 		{name: "commit", action: "destroy", nth: 1},

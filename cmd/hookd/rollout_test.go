@@ -441,8 +441,8 @@ func TestRolloutWhileOneRunsWaitsAndRunsOnce(t *testing.T) {
 		if err != nil {
 			return false, "v2 not pulled yet"
 		}
-		c := f.members()[f.id+"-a"]
-		return c.State != nil && c.State.Running && c.Image == img.ID, "first rollout not yet gating"
+		c, ok := f.members()[f.id+"-a"] // absent for a moment while names are swapped
+		return ok && c.State.Running && c.Image == img.ID, "first rollout not yet gating"
 	})
 	v3d := f.push(testkit.App{Version: "v3"})
 	var wg sync.WaitGroup

@@ -174,9 +174,10 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 	return j.store.WriteJournal(j.r)
 }
 
-// switchOne replaces one container: create under a temporary name, stop the old one and set it
-// aside, give the new one the name, start it and let it prove itself. Each step is journaled
-// before it is taken; the old container is kept until the whole runtime has switched.
+// switchOne replaces one container: create under a temporary name, set the old one aside and
+// give the new one the name, stop the old one, start the new one and let it prove itself. Each
+// step is journaled before it is taken; the old container is kept until the whole runtime has
+// switched.
 func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, c engine.Container, imageID string) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
@@ -199,20 +200,14 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 	if err != nil {
 		return digestFault{fmt.Errorf("%s: create: %w", c.Name, err)}
 	}
-	if err := j.step(sw, store.StepStopOld, func() { sw.NewID = newID }); err != nil {
-		return err
-	}
 	if created, err := s.engine.Inspect(ctx, newID); err != nil {
 		return fmt.Errorf("%s: inspect replacement: %w", c.Name, err)
 	} else if created.ImageID != imageID {
 		return fmt.Errorf("%s: replacement got image %s, not the pulled %s", c.Name, created.ImageID, imageID)
 	}
-	if c.Running {
-		if err := s.engine.Stop(ctx, c.ID); err != nil {
-			return fmt.Errorf("%s: stop: %w", c.Name, err)
-		}
-	}
-	if err := j.step(sw, store.StepRenameOld, nil); err != nil {
+	// Names are swapped while the old container still serves, so the time nothing answers is
+	// only the engine's stop of the old one and start of the new one.
+	if err := j.step(sw, store.StepRenameOld, func() { sw.NewID = newID }); err != nil {
 		return err
 	}
 	if err := s.engine.Rename(ctx, c.ID, sw.AsideName); err != nil {
@@ -224,17 +219,26 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 	if err := s.engine.Rename(ctx, newID, c.Name); err != nil {
 		return fmt.Errorf("%s: rename new: %w", c.Name, err)
 	}
-	if c.Running {
+	if !c.Running {
 		// A container that was stopped is recreated and left stopped.
-		if err := j.step(sw, store.StepStartNew, nil); err != nil {
-			return err
-		}
-		if err := s.engine.Start(ctx, newID); err != nil {
-			return digestFault{fmt.Errorf("%s: start: %w", c.Name, err)}
-		}
-		if err := s.gate(ctx, newID, rt); err != nil {
-			return fmt.Errorf("%s: %w", c.Name, err)
-		}
+		return j.step(sw, store.StepSwitched, nil)
+	}
+	// From here until the new one answers, nothing does. The stop_old entry also covers the
+	// start: a revert from it starts the old container again whatever the new one did.
+	if err := j.step(sw, store.StepStopOld, nil); err != nil {
+		return err
+	}
+	if err := s.engine.Stop(ctx, c.ID); err != nil {
+		return fmt.Errorf("%s: stop: %w", c.Name, err)
+	}
+	if err := s.engine.Start(ctx, newID); err != nil {
+		return digestFault{fmt.Errorf("%s: start: %w", c.Name, err)}
+	}
+	if err := j.step(sw, store.StepStartNew, nil); err != nil {
+		return err
+	}
+	if err := s.gate(ctx, newID, rt); err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
 	}
 	return j.step(sw, store.StepSwitched, nil)
 }

@@ -9,13 +9,13 @@ import (
 
 var bucketJournal = []byte("journal")
 
-// Rollout steps, journaled before each is taken.
+// Rollout steps, journaled before each is taken, in this order.
 const (
 	StepCreate    = "create"     // the replacement is being created under TempName
-	StepStopOld   = "stop_old"   // the old container is being stopped
-	StepRenameOld = "rename_old" // the old container is being renamed to AsideName
+	StepRenameOld = "rename_old" // the old container (still serving) is being renamed to AsideName
 	StepRenameNew = "rename_new" // the replacement is taking Name
-	StepStartNew  = "start_new"  // the replacement is being started and gated
+	StepStopOld   = "stop_old"   // the old container is being stopped and the replacement started
+	StepStartNew  = "start_new"  // the replacement has started and is being gated
 	StepSwitched  = "switched"   // the replacement passed its gate; the old one is kept for rollback
 )
 
