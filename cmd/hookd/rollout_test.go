@@ -311,6 +311,9 @@ func TestRolloutKeepsConfigDataAndNetworks(t *testing.T) {
 	if n := h.metric("hookd_refresh_total", "runtime=web", "result=rolled_out"); n != 1 {
 		t.Errorf("hookd_refresh_total{rolled_out} = %v", n)
 	}
+	if b := h.metric("hookd_runtime_behind", "runtime=web"); b != 0 {
+		t.Errorf("hookd_runtime_behind = %v right after the rollout, want 0", b)
+	}
 }
 
 // pushWithoutCommand pushes a copy of digest's image with no entrypoint and no command: the
@@ -382,6 +385,9 @@ func TestRolloutFailuresRollBack(t *testing.T) {
 				t.Fatalf("result %+v, want rolled_back of %s", st.LastRollout, bad)
 			}
 			f.checkAllOld(goodImage)
+			if b := h.metric("hookd_runtime_behind", "runtime=web"); b != 1 {
+				t.Errorf("hookd_runtime_behind = %v after a roll back, want 1 (the tag names what does not run)", b)
+			}
 			if got := h.metric("hookd_rollbacks_total", "runtime=web") - rollbacks; got != 1 {
 				t.Errorf("hookd_rollbacks_total grew by %v", got)
 			}

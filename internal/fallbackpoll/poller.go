@@ -67,7 +67,6 @@ func New(cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, st *sto
 // Metrics are the poll's.
 type Metrics struct {
 	checks   *prometheus.CounterVec
-	behind   *prometheus.GaugeVec
 	lastPass prometheus.Gauge
 }
 
@@ -78,16 +77,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hookd_poll_checks_total",
 			Help: "Fallback poll checks of one runtime by result.",
 		}, []string{"result"}),
-		behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hookd_runtime_behind",
-			Help: "1 when the runtime does not run what its tag points to at the registry.",
-		}, []string{"runtime"}),
 		lastPass: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookd_poll_last_success_timestamp_seconds",
 			Help: "When the last fallback poll pass in which every check succeeded ended.",
 		}),
 	}
-	reg.MustRegister(m.checks, m.behind, m.lastPass)
+	reg.MustRegister(m.checks, m.lastPass)
+	for _, r := range []string{ResultUpToDate, ResultQueued, ResultConfirmed, ResultFailed, ResultLimited, ResultError} {
+		m.checks.WithLabelValues(r) // every series from the start, so the first failure is a rate
+	}
 	return m
 }
 
@@ -182,7 +180,6 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		// Nothing new to record: a pass over an idle fleet writes nothing (one fsync per runtime
 		// was six times the cost of the rest of the pass), so seen_at is when the poll learned
 		// the digest, and hookd_poll_last_success_timestamp_seconds says the poll is alive.
-		p.metrics.behind.WithLabelValues(rt.Name).Set(0)
 		return ResultUpToDate
 	}
 	rec, err = p.store.UpdateRecord(rt.Name, func(r *store.Record) {
@@ -203,10 +200,8 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		return ResultError
 	}
 	if current {
-		p.metrics.behind.WithLabelValues(rt.Name).Set(0)
 		return ResultUpToDate
 	}
-	p.metrics.behind.WithLabelValues(rt.Name).Set(1)
 	// The record as just written: a rollback that ended during this check is already in it.
 	if digest == rec.FailedDigest {
 		return ResultFailed

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd/internal/admin"
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
@@ -65,6 +66,7 @@ func newWorld(tb testing.TB, pace time.Duration) *world {
 
 func (w *world) poller(runtimes []config.Runtime, interval time.Duration) *fallbackpoll.Poller {
 	cat := catalog.New(runtimes, w.eng, time.Minute)
+	w.metrics.MustRegister(admin.NewBehindCollector(cat, w.store))
 	svc := refresh.New(w.store, cat, w.client, w.eng, refresh.NewMetrics(w.metrics), w.log)
 	return fallbackpoll.New(cat, w.client, w.eng, w.store, svc, interval, fallbackpoll.NewMetrics(w.metrics), w.log)
 }

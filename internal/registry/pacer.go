@@ -56,6 +56,9 @@ func NewPacer(next http.RoundTripper, interval time.Duration, reg prometheus.Reg
 		}, []string{"class"}),
 	}
 	reg.MustRegister(p.requests)
+	for _, class := range []string{"2xx", "3xx", "4xx", "429", "5xx", "error", "rate_limited"} {
+		p.requests.WithLabelValues(class) // every series from the start, so the first 429 is a rate
+	}
 	return p
 }
 
