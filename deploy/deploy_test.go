@@ -310,22 +310,6 @@ func scrape(url string) (exposition, error) {
 	return names, sc.Err()
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, state)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // Every series the alerts and the dashboard query is one hookd serves. The runtime is on a
 // loopback registry and the poll runs every second, so the poll's series (made on the first
 // check) are there too; the notify endpoint makes the notifications' series.
@@ -355,7 +339,7 @@ notify:
 		"HOOKD_WEBHOOK_SECRET=deploytest", "HOOKD_LOG_LEVEL=debug")
 
 	var last exposition
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		names, err := scrape("http://" + addr + "/metrics")
 		if err != nil {
 			return false, err.Error()
@@ -665,7 +649,7 @@ runtimes:
 	}
 
 	var addr string
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		out, err := containerLog(cli, created.ID)
 		if err != nil {
 			return false, err.Error()
@@ -682,7 +666,7 @@ runtimes:
 		}
 	})
 	// Ready means the engine answers through the mounted socket: the added group works.
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false, err.Error()
@@ -703,7 +687,7 @@ runtimes:
 		t.Fatalf("delivery: %d %v %v", code, answer, err)
 	}
 
-	eventually(t, 3*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
 		v2, err := cli.ImageInspect(ctx, repo+"@"+d2)
 		if err != nil {
 			return false, "v2 not pulled: " + err.Error()
@@ -722,7 +706,7 @@ runtimes:
 	})
 
 	// The image's HEALTHCHECK (`hookd health`) finds hookd on HOOKD_LISTEN.
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		c, err := cli.ContainerInspect(ctx, created.ID)
 		if err != nil {
 			return false, err.Error()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookd/hookd/internal/testkit"
 	"github.com/hookd/hookd/internal/webhook/webhooktest"
 )
 
@@ -163,7 +164,7 @@ func (h *hookd) status(runtime string) runtimeStatus {
 func (h *hookd) waitJob(runtime string, afterJob uint64) runtimeStatus {
 	h.t.Helper()
 	var st runtimeStatus
-	eventually(h.t, 2*time.Minute, func() (bool, string) {
+	testkit.Eventually(h.t, 2*time.Minute, func() (bool, string) {
 		st = h.status(runtime)
 		return st.LastRollout != nil && st.LastRollout.JobID > afterJob, fmt.Sprintf("last rollout of %s: %+v", runtime, st.LastRollout)
 	})
@@ -198,22 +199,6 @@ func (h *hookd) metric(name string, want ...string) float64 {
 		}
 	}
 	return sum
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, state)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // logBuffer keeps hookd's log lines and reports the address it listens on.

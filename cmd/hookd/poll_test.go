@@ -112,7 +112,7 @@ func (s *pollSite) running(digest string) (string, bool) {
 // pollUpToDate waits until the poll has found the runtime up to date more than n times.
 func pollUpToDate(t *testing.T, h *hookd, n float64) {
 	t.Helper()
-	eventually(t, 2*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 2*time.Minute, func() (bool, string) {
 		got := h.metric("hookd_poll_checks_total", "result=up_to_date")
 		return got > n, fmt.Sprintf("up_to_date poll checks %v, want more than %v\n%s", got, n, h.logs)
 	})
@@ -123,13 +123,13 @@ func pollUpToDate(t *testing.T, h *hookd, n float64) {
 func pollSettled(t *testing.T, h *hookd, s *pollSite, digest string) runtimeStatus {
 	t.Helper()
 	var st runtimeStatus
-	eventually(t, 3*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
 		st = h.status("app")
 		_, runs := s.running(digest)
 		return runs && st.DigestRunning == digest, fmt.Sprintf("status %+v, container runs %s: %v", st.LastRollout, digest, runs)
 	})
 	pollUpToDate(t, h, h.metric("hookd_poll_checks_total", "result=up_to_date"))
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		st = h.status("app")
 		return st.Pending == nil, fmt.Sprintf("pending %+v", st.Pending)
 	})
@@ -171,7 +171,7 @@ func TestPollAtStartRollsOutPushMadeWhileStopped(t *testing.T) {
 	// An interval of an hour: only the pass made at start can roll it out within the test.
 	h2 := startHookd(t, s.config("1h"), state, nil)
 	var st runtimeStatus
-	eventually(t, 3*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
 		st = h2.status("app")
 		_, runs := s.running(d2)
 		return runs && st.DigestRunning == d2 && st.Pending == nil && st.LastRollout != nil, fmt.Sprintf("status %+v, container runs %s: %v", st.LastRollout, d2, runs)
@@ -262,7 +262,7 @@ func TestPollAndDeliveryForOnePushMakeOneRollout(t *testing.T) {
 			deliver(d, "first-"+version)
 			g.awaitPull(t)
 			q := queuedByPoll()
-			eventually(t, time.Minute, func() (bool, string) {
+			testkit.Eventually(t, time.Minute, func() (bool, string) {
 				return queuedByPoll() > q, "the poll did not queue the push while its delivery's pull was in flight"
 			})
 			g.open()
@@ -315,24 +315,24 @@ func TestPollLeavesFailedDigestAndTakesNewerOne(t *testing.T) {
 	}
 	// A poll during that rollout may add a job that finds the digest failed (skipped), so the
 	// rollback is read from the counter rather than the last result.
-	eventually(t, 3*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
 		st := h.status("app")
 		return h.metric("hookd_refresh_total", "result=rolled_back") == 1, fmt.Sprintf("last rollout %+v", st.LastRollout)
 	})
 	// Once a poll has seen the failed digest, no poll queues anything for it.
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		return h.metric("hookd_poll_checks_total", "result=failed_digest") > 0, "no poll found the failed digest"
 	})
 	queued := h.metric("hookd_poll_checks_total", "result=queued")
 	failed := h.metric("hookd_poll_checks_total", "result=failed_digest")
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		got := h.metric("hookd_poll_checks_total", "result=failed_digest")
 		return got >= failed+3, fmt.Sprintf("failed_digest checks %v", got)
 	})
 	if got := h.metric("hookd_poll_checks_total", "result=queued"); got != queued {
 		t.Fatalf("polls queued %v jobs for the failed digest", got-queued)
 	}
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		st := h.status("app")
 		return st.Pending == nil, fmt.Sprintf("pending %+v", st.Pending)
 	})
@@ -362,7 +362,7 @@ func TestPollLeavesFailedDigestAndTakesNewerOne(t *testing.T) {
 // stored.
 func pollAtLeast(t *testing.T, h *hookd, name, label string, n float64) {
 	t.Helper()
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		got := h.metric(name, label)
 		return got >= n, fmt.Sprintf("%s{%s} = %v, want at least %v", name, label, got, n)
 	})

@@ -102,7 +102,7 @@ func TestPullByDigestEndToEnd(t *testing.T) {
 	}
 	g.closed.Store(false)
 	close(g.open)
-	eventually(t, 2*time.Minute, func() (bool, string) {
+	testkit.Eventually(t, 2*time.Minute, func() (bool, string) {
 		st = h.status("app")
 		return st.LastRollout.JobID > firstJob+1, fmt.Sprintf("%+v", st.LastRollout)
 	})
@@ -155,7 +155,7 @@ func TestShutdownFinishesPullAndResumesQueue(t *testing.T) {
 	// Stop while the pull is in flight; it is let through only once the stop has begun.
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		_, err := http.Get(h.url + "/healthz")
 		return err != nil, "still serving HTTP after the stop began"
 	})
@@ -177,5 +177,43 @@ func TestShutdownFinishesPullAndResumesQueue(t *testing.T) {
 	}
 	if code, answer := h2.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 200 || answer["status"] != "duplicate" {
 		t.Fatalf("replay after restart: %d %v", code, answer)
+	}
+}
+
+// One push of a multi-arch image: GitHub sends the tagged index and one untagged delivery per
+// manifest (platforms and attestation), and cosign adds a signature tag. One pull, of the index.
+func TestMultiArchBurstPullsOnce(t *testing.T) {
+	cli := testkit.Docker(t)
+	reg := testkit.StartRegistry(t, nil)
+	testkit.Cleanup(t, cli, reg.Host)
+	h := startHookd(t, pullOnlyConfig(reg.Host), t.TempDir(), nil)
+	index, image := reg.PushIndex(t, "org/app", "latest", testkit.App{Version: "multi-" + testkit.TestID(t)})
+	burst := []struct {
+		id, tag, digest string
+	}{
+		{"m-amd64", "", image},
+		{"m-index", "latest", index},
+		{"m-attestation", "", "sha256:" + strings.Repeat("a", 64)},
+		{"m-sig", "sha256-" + strings.TrimPrefix(index, "sha256:") + ".sig", "sha256:" + strings.Repeat("b", 64)},
+		{"m-index-again", "latest", index},
+	}
+	for _, d := range burst {
+		if code, answer := h.deliver(webhooktest.Push{Namespace: "Org", Name: "app", Tag: d.tag, Digest: d.digest}, d.id); code != 202 {
+			t.Fatalf("%s: %d %v", d.id, code, answer)
+		}
+	}
+	st := h.waitJob("app", 0)
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
+		st = h.status("app")
+		return st.Pending == nil, "a job is still pending"
+	})
+	if st.LastRollout.Digest != index || !hasImage(t, cli, reg.Host+"/org/app@"+index) {
+		t.Fatalf("last result %+v, want the index %s held", st.LastRollout, index)
+	}
+	if n := h.metric("hookd_pulls_total", "result=pulled"); n != 1 {
+		t.Fatalf("pulls: %v, want 1", n)
+	}
+	if n := h.metric("hookd_webhook_deliveries_total", "outcome=ignored"); n != 3 {
+		t.Fatalf("ignored deliveries: %v, want 3 (two untagged, one signature)", n)
 	}
 }

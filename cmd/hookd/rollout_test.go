@@ -122,15 +122,6 @@ func (f *fleet) start(suffix string, running bool, labels map[string]string) str
 	return created.ID
 }
 
-func (f *fleet) inspect(nameOrID string) container.InspectResponse {
-	f.t.Helper()
-	c, err := f.cli.ContainerInspect(context.Background(), nameOrID)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return c
-}
-
 func (f *fleet) imageID(digest string) string {
 	f.t.Helper()
 	img, err := f.cli.ImageInspect(context.Background(), f.repo+"@"+digest)
@@ -142,7 +133,10 @@ func (f *fleet) imageID(digest string) string {
 
 // get asks a running member over its published port.
 func (f *fleet) get(name, path string) (string, error) {
-	c := f.inspect(name)
+	c, err := f.cli.ContainerInspect(context.Background(), name)
+	if err != nil {
+		return "", err // absent for a moment while a rollout swaps names
+	}
 	b := c.NetworkSettings.Ports["8080/tcp"]
 	if len(b) == 0 {
 		return "", fmt.Errorf("%s publishes no port", name)
@@ -158,7 +152,7 @@ func (f *fleet) get(name, path string) (string, error) {
 
 func (f *fleet) waitServing(name string) {
 	f.t.Helper()
-	eventually(f.t, 30*time.Second, func() (bool, string) {
+	testkit.Eventually(f.t, 30*time.Second, func() (bool, string) {
 		v, err := f.get(name, "/")
 		return err == nil && v != "", fmt.Sprintf("%s not serving: %v", name, err)
 	})
@@ -442,7 +436,7 @@ func TestRolloutWhileOneRunsWaitsAndRunsOnce(t *testing.T) {
 		t.Fatal("delivery not queued")
 	}
 	// Wait until the first rollout is in its gate: the new container is running under the name.
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		img, err := f.cli.ImageInspect(context.Background(), f.repo+"@"+v2d)
 		if err != nil {
 			return false, "v2 not pulled yet"
@@ -463,7 +457,7 @@ func TestRolloutWhileOneRunsWaitsAndRunsOnce(t *testing.T) {
 			t.Errorf("admin refresh: %d", code)
 		}
 	})
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		p := h.status("web").Pending
 		return p != nil, "admin refresh not queued"
 	})
@@ -499,7 +493,7 @@ func TestZeroConfigRollsLabelledContainers(t *testing.T) {
 	if code != 202 || answer["status"] != "queued" {
 		t.Fatalf("delivery: %d %v", code, answer)
 	}
-	eventually(t, time.Minute, func() (bool, string) {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		v, err := f.get(f.id+"-z", "/")
 		return err == nil && v == "v2", fmt.Sprintf("serving %q %v", v, err)
 	})

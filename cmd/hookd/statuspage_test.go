@@ -209,7 +209,7 @@ func statuspageBrowse(t *testing.T, chromium string) *statuspageBrowser {
 	// The browser's own endpoint lists its targets; the page opened at start is the one to drive.
 	host := strings.SplitN(strings.TrimPrefix(wsURL, "ws://"), "/", 2)[0]
 	var pageURL string
-	eventually(t, 30*time.Second, func() (bool, string) {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		resp, err := http.Get("http://" + host + "/json/list")
 		if err != nil {
 			return false, err.Error()
@@ -314,7 +314,7 @@ func (b *statuspageBrowser) eval(expression string) json.RawMessage {
 // only "not yet".
 func (b *statuspageBrowser) waitFor(condition string) {
 	b.t.Helper()
-	eventually(b.t, 60*time.Second, func() (bool, string) {
+	testkit.Eventually(b.t, 60*time.Second, func() (bool, string) {
 		v, err := b.evaluate(condition)
 		if err != nil {
 			return false, err.Error()

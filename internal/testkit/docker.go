@@ -164,3 +164,20 @@ func cleanup(ctx context.Context, cli *client.Client, id, registryHost string) [
 	}
 	return errs
 }
+
+// Eventually polls cond until it holds, failing the test with cond's account of the state when
+// within has passed. Tests wait on conditions, never on time.
+func Eventually(t testing.TB, within time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, state)
+		}
+		time.Sleep(50 * time.Millisecond) // the polling interval, not synchronisation
+	}
+}

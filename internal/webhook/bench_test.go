@@ -20,7 +20,7 @@ const benchClients = 32
 // benchIntake sends the ~6 KB mapped package delivery through the real handler, a fresh delivery
 // id each time, from benchClients goroutines, and checks every answer's status.
 func benchIntake(b *testing.B, signature string, wantCode int) {
-	e, _ := newHandler(b, 1<<20)
+	e, _, _ := newHandler(b, b.TempDir(), 1<<20)
 	body := push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew)
 	var seq atomic.Uint64
 	b.SetBytes(int64(len(body)))

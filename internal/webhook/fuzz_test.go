@@ -3,8 +3,6 @@ package webhook_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -12,12 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/config"
-	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
 	"github.com/hookd/hookd/internal/webhook"
@@ -83,32 +75,6 @@ func FuzzPlan(f *testing.F) {
 	})
 }
 
-// newHandler is hookd's real intake as webhook_test.go builds it (real state file, catalog from
-// config runtimes, refresh workers not running), served without a network.
-func newHandler(tb testing.TB, maxBody int64) (*echo.Echo, *store.Store) {
-	tb.Helper()
-	st, err := store.Open(tb.TempDir())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	runtimes := []config.Runtime{
-		{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"},
-		{Name: "nested", Image: "ghcr.io/molecule-ai/tools/builder:stable"},
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := prometheus.NewRegistry()
-	cat := catalog.New(runtimes, nil, 0)
-	svc := refresh.New(st, cat, nil, nil, refresh.NewMetrics(reg), log)
-	v, err := verify.NewGitHub([][]byte{secret, oldSecret})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e := echo.New()
-	e.POST("/hooks/ghcr", webhook.New(v, cat, svc, host, maxBody, webhook.NewMetrics(reg), nil, log).Handle)
-	return e, st
-}
-
 // Signature modes of FuzzIntake.
 const (
 	signCurrent = iota
@@ -159,7 +125,7 @@ func FuzzIntake(f *testing.F) {
 	} {
 		f.Add(s.event, s.id, s.contentType, s.body, s.sign, s.header, s.chunked)
 	}
-	e, st := newHandler(f, 8<<10)
+	e, st, _ := newHandler(f, f.TempDir(), 8<<10)
 	runtimes := []string{"claude-code", "nested"}
 	f.Fuzz(func(t *testing.T, event, id, contentType string, body []byte, sign uint8, header string, chunked bool) {
 		switch sign % signModes {

@@ -37,19 +37,31 @@ var (
 // intake is hookd's real intake over real HTTP with a real state file; its workers are not
 // started, so whatever a delivery queued stays visible in the store.
 type intake struct {
-	url     string
-	store   *store.Store
-	metrics *webhook.Metrics
-	reg     *prometheus.Registry
-	close   func()
+	url   string
+	store *store.Store
+	reg   *prometheus.Registry
+	close func()
 }
 
 func startIntake(t *testing.T, dir string, maxBody int64) *intake {
 	t.Helper()
+	e, st, reg := newHandler(t, dir, maxBody)
+	srv := httptest.NewServer(e)
+	in := &intake{url: srv.URL + "/hooks/ghcr", store: st, reg: reg}
+	in.close = func() { srv.Close(); st.Close() }
+	t.Cleanup(in.close)
+	return in
+}
+
+// newHandler is hookd's real intake with a real state file in dir, a catalog of config
+// runtimes, and refresh workers not running, so what a delivery queued stays in the store.
+func newHandler(tb testing.TB, dir string, maxBody int64) (*echo.Echo, *store.Store, *prometheus.Registry) {
+	tb.Helper()
 	st, err := store.Open(dir)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { st.Close() })
 	runtimes := []config.Runtime{
 		{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"},
 		{Name: "nested", Image: "ghcr.io/molecule-ai/tools/builder:stable"},
@@ -60,17 +72,11 @@ func startIntake(t *testing.T, dir string, maxBody int64) *intake {
 	svc := refresh.New(st, cat, nil, nil, refresh.NewMetrics(reg), log)
 	v, err := verify.NewGitHub([][]byte{secret, oldSecret})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	m := webhook.NewMetrics(reg)
-	h := webhook.New(v, cat, svc, host, maxBody, m, nil, log)
 	e := echo.New()
-	e.POST("/hooks/ghcr", h.Handle)
-	srv := httptest.NewServer(e)
-	in := &intake{url: srv.URL + "/hooks/ghcr", store: st, metrics: m, reg: reg}
-	in.close = func() { srv.Close(); st.Close() }
-	t.Cleanup(in.close)
-	return in
+	e.POST("/hooks/ghcr", webhook.New(v, cat, svc, host, maxBody, webhook.NewMetrics(reg), nil, log).Handle)
+	return e, st, reg
 }
 
 func (in *intake) send(t *testing.T, d webhooktest.Delivery) (int, map[string]any) {
