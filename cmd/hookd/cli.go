@@ -42,9 +42,12 @@ func checkConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 		}
 		return errReported
 	}
+	zero := ""
+	if len(cfg.Runtimes) == 0 {
+		zero = " (zero-config: containers labelled hookd.enable=true)"
+	}
 	fmt.Fprintf(stdout, "%s is valid: %d runtime(s)%s, webhook %s, %d secret(s), poll %s\n", path, len(cfg.Runtimes),
-		map[bool]string{true: " (zero-config: containers labelled hookd.enable=true)", false: ""}[len(cfg.Runtimes) == 0],
-		cfg.Webhook.Path, len(cfg.Secrets), cfg.Poll.Interval)
+		zero, cfg.Webhook.Path, len(cfg.Secrets), cfg.Poll.Interval)
 	return nil
 }
 

@@ -126,7 +126,8 @@ func pollSettled(t *testing.T, h *hookd, s *pollSite, digest string) runtimeStat
 	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
 		st = h.status("app")
 		_, runs := s.running(digest)
-		return runs && st.DigestRunning == digest, fmt.Sprintf("status %+v, container runs %s: %v", st.LastRollout, digest, runs)
+		done := st.LastRollout != nil && st.LastRollout.Digest == digest // the job's result is stored
+		return runs && done && st.DigestRunning == digest, fmt.Sprintf("status %+v, container runs %s: %v", st.LastRollout, digest, runs)
 	})
 	pollUpToDate(t, h, h.metric("hookd_poll_checks_total", "result=up_to_date"))
 	testkit.Eventually(t, time.Minute, func() (bool, string) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,10 @@ const (
 	LabelRuntime = "hookd.runtime"
 	// LabelEnable opts a container in when no runtimes are configured.
 	LabelEnable = "hookd.enable"
+	// TempSuffix and AsideSuffix end the names of hookd's own containers during a rollout (the
+	// replacement being made, the old one set aside); they are never members of a runtime.
+	TempSuffix  = "-hookd-new"
+	AsideSuffix = "-hookd-old"
 )
 
 // listTimeout bounds one zero-config listing, so a hung engine cannot hold deliveries past
@@ -124,18 +129,27 @@ func (c *Catalog) Names(ctx context.Context) ([]string, error) {
 
 // Members returns the containers of runtime r, running or stopped; exact label match.
 func (c *Catalog) Members(ctx context.Context, r config.Runtime) ([]engine.Container, error) {
-	if !c.zeroConfig {
-		return c.lister.List(ctx, LabelRuntime, r.Name)
+	var all []engine.Container
+	var err error
+	if c.zeroConfig {
+		all, err = c.lister.List(ctx, LabelEnable, "true")
+	} else {
+		all, err = c.lister.List(ctx, LabelRuntime, r.Name)
 	}
-	all, err := c.lister.List(ctx, LabelEnable, "true")
 	if err != nil {
 		return nil, err
 	}
 	var out []engine.Container
 	for _, ct := range all {
-		if img, err := config.NormalizeImage(ct.Image); err == nil && img == r.Image {
-			out = append(out, ct)
+		if strings.HasSuffix(ct.Name, TempSuffix) || strings.HasSuffix(ct.Name, AsideSuffix) {
+			continue
 		}
+		if c.zeroConfig {
+			if img, err := config.NormalizeImage(ct.Image); err != nil || img != r.Image {
+				continue
+			}
+		}
+		out = append(out, ct)
 	}
 	return out, nil
 }

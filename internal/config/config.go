@@ -110,10 +110,12 @@ const (
 )
 
 // NotifyResults are the job results an endpoint may ask for (refresh's outcomes).
-var NotifyResults = []string{"pulled", "up_to_date", "rolled_out", "rolled_back", "skipped", "failed"}
+func NotifyResults() []string {
+	return []string{"pulled", "up_to_date", "rolled_out", "rolled_back", "skipped", "failed"}
+}
 
 // DefaultNotifyResults are the results an endpoint hears of unless it says otherwise.
-var DefaultNotifyResults = []string{"rolled_out", "rolled_back", "failed"}
+func DefaultNotifyResults() []string { return []string{"rolled_out", "rolled_back", "failed"} }
 
 // Repository is the image without its tag ("host/repo").
 func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
@@ -220,6 +222,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "json")
 	c.RegistryHost = strings.ToLower(c.RegistryHost)
+	c.Log.Level, c.Log.Format = strings.ToLower(c.Log.Level), strings.ToLower(c.Log.Format)
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -376,11 +379,11 @@ func (c *Config) loadNotify() []error {
 			bad("format %q: want json or slack", n.Format)
 		}
 		if len(n.Results) == 0 {
-			n.Results = slices.Clone(DefaultNotifyResults)
+			n.Results = DefaultNotifyResults()
 		}
 		for _, r := range n.Results {
-			if !slices.Contains(NotifyResults, r) {
-				bad("result %q: want some of %s", r, strings.Join(NotifyResults, ", "))
+			if !slices.Contains(NotifyResults(), r) {
+				bad("result %q: want some of %s", r, strings.Join(NotifyResults(), ", "))
 			}
 		}
 		switch {

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -34,12 +33,6 @@ type Container struct {
 // sorted by name.
 func (e *Engine) List(ctx context.Context, label, value string) ([]Container, error) {
 	return e.list(ctx, label+"="+value)
-}
-
-// ListLabelled returns every container, running or not, that has the label
-// key at all, sorted by name.
-func (e *Engine) ListLabelled(ctx context.Context, label string) ([]Container, error) {
-	return e.list(ctx, label)
 }
 
 // list inspects each match because the list endpoint shows an image ID
@@ -135,7 +128,6 @@ type State struct {
 	Status       string
 	Health       string // starting, healthy, unhealthy; "" without a healthcheck
 	ExitCode     int
-	StartedAt    time.Time // zero when never started
 	RestartCount int
 	Error        string
 }
@@ -154,9 +146,6 @@ func (e *Engine) State(ctx context.Context, id string) (State, error) {
 		st.Error = s.Error
 		if s.Health != nil {
 			st.Health = string(s.Health.Status)
-		}
-		if t, err := time.Parse(time.RFC3339Nano, s.StartedAt); err == nil && t.Year() > 1 {
-			st.StartedAt = t
 		}
 	}
 	return st, nil

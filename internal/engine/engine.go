@@ -51,12 +51,6 @@ func (e *Engine) Ping(ctx context.Context) error {
 	return nil
 }
 
-// APIVersion is the API version in use: the negotiated one once a request
-// has reached the engine.
-func (e *Engine) APIVersion() string {
-	return e.cli.ClientVersion()
-}
-
 // Auth is a registry credential; the zero value pulls anonymously.
 type Auth struct {
 	Username      string

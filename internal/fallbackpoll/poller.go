@@ -30,6 +30,7 @@ const (
 	ResultFailed    = "failed_digest" // the tag still points to a digest that was rolled back
 	ResultLimited   = "rate_limited"
 	ResultError     = "error"
+	ResultBusy      = "rollout_in_progress" // its containers are half switched: nothing to judge yet
 )
 
 const (
@@ -83,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.checks, m.lastPass)
-	for _, r := range []string{ResultUpToDate, ResultQueued, ResultConfirmed, ResultFailed, ResultLimited, ResultError} {
+	for _, r := range []string{ResultUpToDate, ResultQueued, ResultConfirmed, ResultFailed, ResultLimited, ResultError, ResultBusy} {
 		m.checks.WithLabelValues(r) // every series from the start, so the first failure is a rate
 	}
 	return m
@@ -175,7 +176,15 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		p.log.Error("fallback poll: resolve tag", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
+	// Mid-rollout the containers show neither digest's whole picture (the old ones are set
+	// aside): judged then, a digest about to be rolled back could be recorded as running.
+	if p.rolling(rt.Name) {
+		return ResultBusy
+	}
 	current, engineErr := p.runs(ctx, rt, digest)
+	if p.rolling(rt.Name) {
+		return ResultBusy
+	}
 	if engineErr == nil && current && rec.SeenDigest == digest && rec.SeenVia == store.TriggerPoll && rec.RunningDigest == digest {
 		// Nothing new to record: a pass over an idle fleet writes nothing (one fsync per runtime
 		// was six times the cost of the rest of the pass), so seen_at is when the poll learned
@@ -212,6 +221,12 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 	}
 	p.log.Info("fallback poll queued a rollout", "runtime", rt.Name, "digest", digest)
 	return ResultQueued
+}
+
+// rolling reports whether a rollout of the runtime is in progress (its journal is open).
+func (p *Poller) rolling(runtime string) bool {
+	_, open, err := p.store.Journal(runtime)
+	return err == nil && open
 }
 
 // runs reports whether the runtime already has digest: every container of a recreating runtime

@@ -463,3 +463,36 @@ func BenchmarkPass500(b *testing.B) {
 		b.Fatalf("up_to_date checks %v, want %d (errors %v)", got, b.N*len(rts), w.checks(fallbackpoll.ResultError))
 	}
 }
+
+// While a rollout is journaled, its containers are half switched: the poll neither judges nor
+// records the runtime, so a digest about to be rolled back is never taken for the running one.
+func TestPassLeavesRuntimeMidRolloutAlone(t *testing.T) {
+	w := newWorld(t, time.Millisecond)
+	reg := testkit.StartRegistry(t, nil)
+	testkit.Cleanup(t, w.cli, reg.Host)
+	repo := reg.Host + "/org/app"
+	d1 := reg.Push(t, "org/app", "latest", unique(t, "v1"))
+	w.pull(repo + "@" + d1)
+	p := w.poller([]config.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
+	ctx := context.Background()
+
+	d2 := reg.Push(t, "org/app", "latest", unique(t, "v2"))
+	w.pull(repo + "@" + d2) // held by the engine: judged now, the runtime would count as running d2
+	if err := w.store.WriteJournal(&store.Rollout{Runtime: "app", Ref: repo + "@" + d2, Containers: map[string]*store.Switch{}}); err != nil {
+		t.Fatal(err)
+	}
+	p.Pass(ctx)
+	if got := w.checks(fallbackpoll.ResultBusy); got != 1 {
+		t.Fatalf("rollout_in_progress checks %v, want 1", got)
+	}
+	if rec, err := w.store.Record("app"); err != nil || rec.RunningDigest != "" || rec.SeenDigest != "" {
+		t.Fatalf("record %+v %v changed mid-rollout", rec, err)
+	}
+	if err := w.store.ClearJournal("app"); err != nil {
+		t.Fatal(err)
+	}
+	p.Pass(ctx)
+	if rec, err := w.store.Record("app"); err != nil || rec.RunningDigest != d2 {
+		t.Fatalf("record %+v %v after the rollout ended, want running %s", rec, err, d2)
+	}
+}

@@ -45,7 +45,9 @@ type Retry struct {
 }
 
 // DefaultRetry waits 1, 2, 4, 8 s between five tries.
-var DefaultRetry = Retry{Attempts: 5, First: time.Second, Max: 30 * time.Second, Elapsed: 2 * time.Minute, Timeout: 10 * time.Second}
+func DefaultRetry() Retry {
+	return Retry{Attempts: 5, First: time.Second, Max: 30 * time.Second, Elapsed: 2 * time.Minute, Timeout: 10 * time.Second}
+}
 
 const (
 	// DefaultQueueSize is how many notifications wait per endpoint; a receiver down for long
@@ -105,7 +107,7 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 	n := &Notifier{
 		metrics:   m,
 		log:       log,
-		retry:     DefaultRetry,
+		retry:     DefaultRetry(),
 		queueSize: DefaultQueueSize,
 		drain:     DefaultDrainTimeout,
 		// A receiver that redirects would have the signed body re-sent (or turned into a GET)
@@ -118,7 +120,7 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 	for _, c := range endpoints {
 		results := c.Results
 		if len(results) == 0 {
-			results = config.DefaultNotifyResults
+			results = config.DefaultNotifyResults()
 		}
 		format := c.Format
 		if format == "" {

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/store"
@@ -22,9 +22,6 @@ const (
 	engineSlack = 5 * time.Minute
 	// restoreTimeout bounds a roll back or a commit; the journal covers one cut short.
 	restoreTimeout = 5 * time.Minute
-	// Suffixes of hookd's own temporary names; containers so named are never members.
-	tempSuffix  = "-hookd-new"
-	asideSuffix = "-hookd-old"
 )
 
 // digestFault marks a failure of the new image itself: it could not be created or started, or
@@ -33,6 +30,15 @@ const (
 type digestFault struct{ error }
 
 func (f digestFault) Unwrap() error { return f.error }
+
+// imageFault wraps a create or start error as the image's fault, unless the engine said it was
+// something else: a deadline, a name or port conflict, a missing network or volume.
+func imageFault(ctx context.Context, err error) error {
+	if ctx.Err() != nil || engine.IsConflict(err) || engine.IsNotFound(err) {
+		return err
+	}
+	return digestFault{err}
+}
 
 // rollout recreates the runtime's containers on ref, rt.Parallel at a time. It ends with every
 // container on the new digest, or with every container back on its old one.
@@ -52,16 +58,12 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 		switch {
 		case self != "" && c.ID == self:
 			s.log.Warn("not recreating the container hookd runs in", "runtime", rt.Name, "container", c.Name)
-		case strings.HasSuffix(c.Name, tempSuffix) || strings.HasSuffix(c.Name, asideSuffix):
-			s.log.Warn("ignoring a container named like hookd's temporary ones", "runtime", rt.Name, "container", c.Name)
-		case c.ImageID != imageID:
-			todo = append(todo, c)
-		}
-	}
-	for _, c := range todo {
-		if c.AutoRemove && c.Running {
+		case c.ImageID == imageID:
+		case c.AutoRemove && c.Running:
 			// Stopping it would delete it, leaving nothing to roll back to.
 			return finished(res, OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
+		default:
+			todo = append(todo, c)
 		}
 	}
 	// The local tag follows the digest, as `docker pull` would leave it, so new containers keep
@@ -88,7 +90,11 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 		errs := make([]error, len(batch))
 		var wg sync.WaitGroup
 		for i, c := range batch {
-			wg.Go(func() { errs[i] = s.switchOne(bctx, j, rt, c, imageID) })
+			wg.Go(func() {
+				if errs[i] = s.switchOne(bctx, j, rt, c, imageID); errs[i] != nil {
+					cancel() // the batch rolls back anyway: the others need not sit out their gates
+				}
+			})
 		}
 		wg.Wait()
 		cancel()
@@ -133,7 +139,7 @@ func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *st
 	}
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
-	if err := s.revert(rctx, j.r, false); err != nil {
+	if err := s.revert(rctx, j.r); err != nil {
 		return finished(res, OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (finished before the next rollout and at the next start): %v", cause, err))
 	}
 	return finished(res, OutcomeRolledBack, cause.Error())
@@ -181,7 +187,7 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, c engine.Container, imageID string) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
-		TempName: c.Name + tempSuffix, AsideName: c.Name + asideSuffix,
+		TempName: c.Name + catalog.TempSuffix, AsideName: c.Name + catalog.AsideSuffix,
 	}
 	if err := j.step(sw, store.StepCreate, nil); err != nil {
 		return err
@@ -198,7 +204,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 	}
 	newID, err := s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
 	if err != nil {
-		return digestFault{fmt.Errorf("%s: create: %w", c.Name, err)}
+		return imageFault(ctx, fmt.Errorf("%s: create: %w", c.Name, err))
 	}
 	if created, err := s.engine.Inspect(ctx, newID); err != nil {
 		return fmt.Errorf("%s: inspect replacement: %w", c.Name, err)
@@ -232,7 +238,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 		return fmt.Errorf("%s: stop: %w", c.Name, err)
 	}
 	if err := s.engine.Start(ctx, newID); err != nil {
-		return digestFault{fmt.Errorf("%s: start: %w", c.Name, err)}
+		return imageFault(ctx, fmt.Errorf("%s: start: %w", c.Name, err))
 	}
 	if err := j.step(sw, store.StepStartNew, nil); err != nil {
 		return err
@@ -292,10 +298,23 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 	var errs []error
 	oldImages := map[string]bool{}
 	for _, sw := range r.Containers {
+		oldImages[sw.OldImageID] = true
+		old, err := s.engine.Inspect(ctx, sw.OldID)
+		if engine.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inspect old %s: %w", sw.Name, err))
+			continue
+		}
+		if old.Name == sw.Name {
+			// It holds its name again: a revert ran after this commit was journaled (a journal
+			// write that failed yet reached the disk). It is the runtime's container now.
+			continue
+		}
 		if err := s.engine.Remove(ctx, sw.OldID); err != nil {
 			errs = append(errs, fmt.Errorf("remove old %s: %w", sw.Name, err))
 		}
-		oldImages[sw.OldImageID] = true
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...) // journal kept: settled before the next rollout or at start
@@ -312,12 +331,11 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 
 // revert puts every container of the rollout back as it was: the replacement removed, the old
 // container under its name, running if it was, and the tag back on the old image. Each step
-// checks the engine first, so a revert interrupted by a crash is simply run again. interrupted
-// says hookd stopped part-way, so a request it had sent may still be in progress at the engine.
-func (s *Service) revert(ctx context.Context, r *store.Rollout, interrupted bool) error {
+// checks the engine first, so a revert interrupted by a crash is simply run again.
+func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 	var errs []error
 	for _, sw := range r.Containers {
-		if err := s.revertOne(ctx, sw, interrupted); err != nil {
+		if err := s.revertOne(ctx, sw); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sw.Name, err))
 		}
 	}
@@ -333,12 +351,16 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout, interrupted bool
 	return s.store.ClearJournal(r.Runtime)
 }
 
-func (s *Service) revertOne(ctx context.Context, sw *store.Switch, interrupted bool) error {
+func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
 	newID := sw.NewID
 	if newID == "" {
 		// Created, perhaps, but hookd stopped before it journaled the id: find it by name.
-		if c, err := s.engine.Inspect(ctx, sw.TempName); err == nil && c.ID != sw.OldID {
+		c, err := s.engine.Inspect(ctx, sw.TempName)
+		switch {
+		case err == nil && c.ID != sw.OldID:
 			newID = c.ID
+		case err != nil && !engine.IsNotFound(err):
+			return fmt.Errorf("look for the replacement: %w", err)
 		}
 	}
 	old, err := s.engine.Inspect(ctx, sw.OldID)
@@ -359,10 +381,11 @@ func (s *Service) revertOne(ctx context.Context, sw *store.Switch, interrupted b
 			return fmt.Errorf("restore name: %w", err)
 		}
 	}
-	if interrupted && sw.Step == store.StepStopOld && sw.WasRunning && old.Running {
-		// The engine finishes a stop whose caller went away, so this "running" can turn into
-		// "stopped" after the revert, with no one left to start it again (up to the container's
-		// stop timeout later). Stopping again waits for that stop; the start below undoes it.
+	if sw.Step == store.StepStopOld && sw.WasRunning && old.Running {
+		// A stop whose caller went away (hookd killed, or its deadline passed) is finished by the
+		// engine anyway, so this "running" can turn into "stopped" after the revert, with no one
+		// left to start it again. Stopping again waits for that stop; the start below undoes it.
+		// After a stop that completed, the old container is not running and this does nothing.
 		if err := s.engine.Stop(ctx, sw.OldID); err != nil {
 			return fmt.Errorf("settle old: %w", err)
 		}
@@ -410,7 +433,7 @@ func (s *Service) settle(ctx context.Context, runtime string) error {
 	if r.Committed {
 		err = s.commit(ctx, r)
 	} else {
-		err = s.revert(ctx, r, true)
+		err = s.revert(ctx, r)
 	}
 	if err != nil {
 		return err

@@ -59,19 +59,21 @@ type Service struct {
 	dirty map[string]bool
 	wake  chan struct{}
 
-	waitMu  sync.Mutex
-	waiters map[uint64][]chan store.Result
-	stopped chan struct{} // closed when Run returns: queued jobs wait for the next start
+	waitMu   sync.Mutex
+	waiters  map[uint64][]chan store.Result
+	stopping chan struct{} // closed when Run's context ends: no job is taken after it
+	stopped  chan struct{} // closed when Run returns
 }
 
 // New returns a service; Run starts its workers. Every finished job is passed to notify.
 func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, m *Metrics, log *slog.Logger, notify ...Notifier) *Service {
 	return &Service{
 		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log, notifiers: notify,
-		dirty:   map[string]bool{},
-		wake:    make(chan struct{}, 1),
-		waiters: map[uint64][]chan store.Result{},
-		stopped: make(chan struct{}),
+		dirty:    map[string]bool{},
+		wake:     make(chan struct{}, 1),
+		waiters:  map[uint64][]chan store.Result{},
+		stopping: make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 }
 
@@ -125,13 +127,23 @@ func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (s
 		return store.Result{}, err
 	}
 	s.notify(runtime)
-	select {
-	case res := <-ch:
-		return res, nil
-	case <-s.stopped:
-		return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
-	case <-ctx.Done():
-		return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued)", runtime, ctx.Err(), id)
+	stopping := s.stopping
+	for {
+		select {
+		case res := <-ch:
+			return res, nil
+		case <-stopping:
+			// A job not taken yet stays queued for the next start: say so now. One being run
+			// is finished, so its result is worth the wait.
+			if j, ok, err := s.store.Pending(runtime); err != nil || (ok && j.ID == id) {
+				return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
+			}
+			stopping = nil
+		case <-s.stopped:
+			return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
+		case <-ctx.Done():
+			return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued)", runtime, ctx.Err(), id)
+		}
 	}
 }
 
@@ -168,7 +180,8 @@ func (s *Service) Run(ctx context.Context) error {
 			s.metrics.known(rt.Name)
 		}
 	}
-	s.recover(ctx)
+	// Settling is bounded on its own; a SIGTERM during it must not leave a container stopped.
+	s.recover(context.WithoutCancel(ctx))
 	waiting, err := s.store.Resume()
 	if err != nil {
 		return err
@@ -190,6 +203,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			close(s.stopping)
 			for len(active) > 0 {
 				delete(active, <-done)
 			}
@@ -250,62 +264,59 @@ func (s *Service) execute(ctx context.Context, job store.Job) store.Result {
 		JobID: job.ID, Runtime: job.Runtime, Trigger: job.Trigger, Requests: job.Requests,
 		Started: time.Now(), Pulled: []string{}, Failed: []store.Failure{}, Recreated: []string{},
 	}
-	finish := func(outcome, reason string) store.Result {
-		res.Outcome, res.Reason, res.Finished = outcome, reason, time.Now()
-		return res
-	}
 	rt, ok, err := s.catalog.Get(ctx, job.Runtime)
 	if err != nil {
-		return finish(OutcomeFailed, err.Error())
+		return finished(&res, OutcomeFailed, err.Error())
 	}
 	if !ok {
-		return finish(OutcomeFailed, "runtime is no longer configured")
+		return finished(&res, OutcomeFailed, "runtime is no longer configured")
 	}
 	res.Image = rt.Image
+	s.metrics.known(rt.Name) // a runtime discovered after the start gets its zero series too
 
 	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	digest, err := s.registry.Resolve(rctx, rt.Image)
 	cancel()
 	if err != nil {
 		res.Failed = append(res.Failed, store.Failure{Ref: rt.Image, Reason: err.Error()})
-		return finish(OutcomeFailed, "resolve tag: "+err.Error())
+		return finished(&res, OutcomeFailed, "resolve tag: "+err.Error())
 	}
 	res.Digest = digest
 	rec, err := s.store.UpdateRecord(rt.Name, func(r *store.Record) {
 		r.SeenDigest, r.SeenAt, r.SeenVia = digest, time.Now(), job.Trigger
 	})
 	if err != nil {
-		return finish(OutcomeFailed, err.Error())
+		return finished(&res, OutcomeFailed, err.Error())
 	}
 	if rec.FailedDigest == digest && !job.Force {
-		return finish(OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again")
+		return finished(&res, OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again")
 	}
 
 	repo := rt.Repository()
 	ref := repo + "@" + digest
-	imageID, err := s.pull(ctx, rt.Name, rt.Image, repo, digest)
+	img, err := s.pull(ctx, rt.Name, rt.Image, repo, digest)
 	if err != nil {
 		res.Failed = append(res.Failed, store.Failure{Ref: ref, Reason: err.Error()})
-		return finish(OutcomeFailed, "pull: "+err.Error())
+		return finished(&res, OutcomeFailed, "pull: "+err.Error())
 	}
-	if imageID.pulled {
+	if img.pulled {
 		res.Pulled = append(res.Pulled, ref)
 	}
 	if !rt.ShouldRecreate() || job.PullOnly {
 		// As after `docker pull`, the tag names the new image, for the next `docker run` or
 		// `compose up`.
 		if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
-			return finish(OutcomeFailed, "tag: "+err.Error())
+			return finished(&res, OutcomeFailed, "tag: "+err.Error())
 		}
 		if !rt.ShouldRecreate() {
 			s.markRunning(rt.Name, digest)
 		}
-		if imageID.pulled {
-			return finish(OutcomePulled, "")
+		if img.pulled {
+			return finished(&res, OutcomePulled, "")
 		}
-		return finish(OutcomeUpToDate, "the engine already holds "+digest)
+		return finished(&res, OutcomeUpToDate, "the engine already holds "+digest)
 	}
-	return s.rollout(ctx, rt, ref, imageID.id, &res)
+	return s.rollout(ctx, rt, ref, img.id, &res)
 }
 
 type pulledImage struct {
