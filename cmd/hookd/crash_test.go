@@ -192,9 +192,9 @@ runtimes:
 		}
 
 		p = crashStart(t, bin, cfgFile, stateDir)
-		var st crashStatus
-		crashEventually(t, p, func() (bool, string) {
-			st = crashStatusOf(p.hookd)
+		var st runtimeStatus
+		p.eventually(t, func() (bool, string) {
+			st = p.hookd.status("crash")
 			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
 				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
 			}
@@ -223,9 +223,9 @@ runtimes:
 	first, err := cli.ContainerInspect(context.Background(), members[0].name)
 	midGate := err == nil && first.Image == crashImageID(t, cli, reg.Host+"/org/crash@"+bad)
 	p = crashStart(t, bin, cfgFile, stateDir)
-	var st crashStatus
-	crashEventually(t, p, func() (bool, string) {
-		st = crashStatusOf(p.hookd)
+	var st runtimeStatus
+	p.eventually(t, func() (bool, string) {
+		st = p.hookd.status("crash")
 		return st.Pending == nil && st.LastRollout != nil && st.LastRollout.Digest == bad,
 			fmt.Sprintf("pending %+v last %+v", st.Pending, st.LastRollout)
 	})
@@ -250,55 +250,16 @@ func crashApp(testID, version, mode string) testkit.App {
 	return testkit.App{Version: version, Mode: mode, Env: []string{"CRASH_TEST=" + testID}}
 }
 
-type crashStatus struct {
-	Name   string `json:"name"`
-	Record struct {
-		FailedDigest string `json:"failed_digest"`
-	} `json:"record"`
-	Pending *struct {
-		ID uint64 `json:"id"`
-	} `json:"pending"`
-	LastRollout *struct {
-		JobID  uint64 `json:"job_id"`
-		Result string `json:"result"`
-		Digest string `json:"digest"`
-		Reason string `json:"reason"`
-	} `json:"last_rollout"`
-}
-
-func crashStatusOf(h *hookd) crashStatus {
-	h.t.Helper()
-	var out struct {
-		Runtimes []crashStatus `json:"runtimes"`
-	}
-	if code := h.admin(http.MethodGet, "/admin/status", &out); code != http.StatusOK {
-		h.t.Fatalf("/admin/status: %d", code)
-	}
-	for _, r := range out.Runtimes {
-		if r.Name == "crash" {
-			return r
-		}
-	}
-	h.t.Fatal("runtime crash not in /admin/status")
-	return crashStatus{}
-}
-
-// crashEventually polls cond until it holds, or fails with the state and hookd's log.
-func crashEventually(t *testing.T, p *crashProc, cond func() (bool, string)) {
+// eventually polls cond for up to a minute; on failure it shows hookd's log too.
+func (p *crashProc) eventually(t *testing.T, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		ok, state := cond()
 		if ok {
-			return
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within a minute: %s\nhookd log:\n%s", state, p.logs)
-		}
-		<-tick.C
-	}
+		return false, state + "\nhookd log:\n" + p.logs.String()
+	})
 }
 
 // crashKillAt delivers a push of digest and SIGKILLs p at point.

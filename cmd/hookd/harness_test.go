@@ -128,8 +128,12 @@ type runtimeStatus struct {
 	Name          string `json:"name"`
 	DigestSeen    string `json:"digest_seen"`
 	DigestRunning string `json:"digest_running"`
-	Pending       *struct {
-		Requests int `json:"requests"`
+	Record        struct {
+		FailedDigest string `json:"failed_digest"`
+	} `json:"record"`
+	Pending *struct {
+		ID       uint64 `json:"id"`
+		Requests int    `json:"requests"`
 	} `json:"pending"`
 	LastRollout *struct {
 		JobID     uint64   `json:"job_id"`

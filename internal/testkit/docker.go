@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -115,12 +116,25 @@ func cleanup(ctx context.Context, cli *client.Client, id, registryHost string) [
 	if err != nil {
 		return append(errs, fmt.Errorf("list containers: %w", err))
 	}
+	// A volume a rollout carried over is mounted by name on the replacement, so removing the
+	// container with its volumes leaves it: the test's containers' volumes are removed by name.
+	var volumesUsed []string
 	for _, c := range containers {
 		if c.Labels[LabelTestID] != id && !fromRegistry(c.Image) {
 			continue
 		}
+		for _, m := range c.Mounts {
+			if m.Type == mount.TypeVolume && m.Name != "" {
+				volumesUsed = append(volumesUsed, m.Name)
+			}
+		}
 		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 			add(fmt.Errorf("remove container %s: %w", c.ID, err))
+		}
+	}
+	for _, v := range volumesUsed {
+		if err := cli.VolumeRemove(ctx, v, false); err != nil && !cerrdefs.IsConflict(err) {
+			add(fmt.Errorf("remove volume %s: %w", v, err)) // a conflict: another test's, still in use
 		}
 	}
 
