@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/hookd
 FUZZTIME ?= 30s
 
-.PHONY: build run test vet fuzz bench bench-load image clean
+.PHONY: build run test vet fuzz bench bench-load bench-rollout image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hookd
@@ -36,6 +36,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	$(MAKE) bench-load
+	$(MAKE) bench-rollout
+
+# Needs the Docker engine: delivery → new container answering, against the engine's own work.
+bench-rollout:
+	HOOKD_REQUIRE_DOCKER=1 $(GO) test -run '^$$' -bench Rollout -benchtime 15x ./bench/rollout
 
 bench-load: build
 	$(GO) run ./bench/loadgen -hookd $(BIN)
