@@ -26,18 +26,17 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 func TestCheckConfigListsEveryProblem(t *testing.T) {
-	bad := writeFile(t, "bad.yaml", `
+	const problems = `
 webhook:
   path: hooks
-poll:
-  interval: soon
 runtimes:
   - name: a
     image: ghcr.io/Org/App@sha256:0000000000000000000000000000000000000000000000000000000000000000
   - name: a
   - image: ghcr.io/org/other:latest
     parallel: -1
-`)
+`
+	bad := writeFile(t, "bad.yaml", "poll:\n  interval: soon\n"+problems)
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"check-config", "--config", bad}, env(nil), &stdout, &stderr)
 	if err == nil {
@@ -48,16 +47,7 @@ runtimes:
 		t.Fatalf("stderr:\n%s", stderr.String())
 	}
 
-	bad = writeFile(t, "bad2.yaml", `
-webhook:
-  path: hooks
-runtimes:
-  - name: a
-    image: ghcr.io/Org/App@sha256:0000000000000000000000000000000000000000000000000000000000000000
-  - name: a
-  - image: ghcr.io/org/other:latest
-    parallel: -1
-`)
+	bad = writeFile(t, "bad2.yaml", problems)
 	stdout.Reset()
 	stderr.Reset()
 	err = run(context.Background(), []string{"check-config", "--config", bad}, env(nil), &stdout, &stderr)
