@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
@@ -183,7 +184,7 @@ func refreshCmd(ctx context.Context, args []string, getenv func(string) string, 
 		defer stopNotify()
 		return d.service.Run(runCtx)
 	})
-	var res store.Result
+	var res hookd.Result
 	g.Go(func() error {
 		defer stopService()
 		var err error
@@ -222,7 +223,7 @@ func refreshRemote(ctx context.Context, cfg *config.Config, runtime string, pull
 	return err
 }
 
-func printResult(w io.Writer, res store.Result) error {
+func printResult(w io.Writer, res hookd.Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(res); err != nil {

@@ -31,7 +31,7 @@ import (
 
 // crashProc is one `hookd serve` run as a separate process, so that it can be SIGKILLed.
 type crashProc struct {
-	*hookd
+	*daemonRun
 	cmd  *exec.Cmd
 	done chan error
 }
@@ -63,7 +63,7 @@ func crashStart(t *testing.T, bin, cfgFile, stateDir string) *crashProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start hookd: %v", err)
 	}
-	p := &crashProc{hookd: &hookd{t: t, logs: logs}, cmd: cmd, done: make(chan error, 1)}
+	p := &crashProc{daemonRun: &daemonRun{t: t, logs: logs}, cmd: cmd, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	// Whatever happens in the test, the process does not outlive it.
 	t.Cleanup(func() { p.kill() })
@@ -194,7 +194,7 @@ runtimes:
 		p = crashStart(t, bin, cfgFile, stateDir)
 		var st runtimeStatus
 		p.eventually(t, func() (bool, string) {
-			st = p.hookd.status("crash")
+			st = p.daemonRun.status("crash")
 			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
 				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
 			}
@@ -225,7 +225,7 @@ runtimes:
 	p = crashStart(t, bin, cfgFile, stateDir)
 	var st runtimeStatus
 	p.eventually(t, func() (bool, string) {
-		st = p.hookd.status("crash")
+		st = p.daemonRun.status("crash")
 		return st.Pending == nil && st.LastRollout != nil && st.LastRollout.Digest == bad,
 			fmt.Sprintf("pending %+v last %+v", st.Pending, st.LastRollout)
 	})

@@ -25,8 +25,8 @@ const (
 	testToken  = "e2e-admin-token"
 )
 
-// hookd is one `hookd serve` run in-process through run(), as main runs it.
-type hookd struct {
+// daemonRun is one `hookd serve` run in-process through run(), as main runs it.
+type daemonRun struct {
 	t      *testing.T
 	url    string
 	cancel context.CancelFunc
@@ -36,7 +36,7 @@ type hookd struct {
 
 // startHookd writes cfg to a file and serves it with the given state dir until stop or the
 // test's end. env adds to the secrets and listen address every run gets.
-func startHookd(t *testing.T, cfg, stateDir string, env map[string]string) *hookd {
+func startHookd(t *testing.T, cfg, stateDir string, env map[string]string) *daemonRun {
 	t.Helper()
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "hookd.yaml")
@@ -61,7 +61,7 @@ func startHookd(t *testing.T, cfg, stateDir string, env map[string]string) *hook
 	}
 	logs := newLogBuffer()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &hookd{t: t, cancel: cancel, done: make(chan error, 1), logs: logs}
+	h := &daemonRun{t: t, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { h.done <- run(ctx, []string{"serve", "--config", cfgFile}, getenv, io.Discard, logs) }()
 	select {
 	case addr := <-logs.listening:
@@ -77,7 +77,7 @@ func startHookd(t *testing.T, cfg, stateDir string, env map[string]string) *hook
 }
 
 // stop ends the run as SIGTERM would and waits for run to return.
-func (h *hookd) stop() {
+func (h *daemonRun) stop() {
 	if h.cancel == nil {
 		return
 	}
@@ -93,7 +93,7 @@ func (h *hookd) stop() {
 	}
 }
 
-func (h *hookd) deliver(push webhooktest.Push, id string) (int, map[string]any) {
+func (h *daemonRun) deliver(push webhooktest.Push, id string) (int, map[string]any) {
 	h.t.Helper()
 	d := webhooktest.Delivery{Event: "package", ID: id, Body: webhooktest.Payload(push), Secret: []byte(testSecret)}
 	code, answer, err := webhooktest.Send(context.Background(), http.DefaultClient, h.url+"/hooks/ghcr", d)
@@ -104,7 +104,7 @@ func (h *hookd) deliver(push webhooktest.Push, id string) (int, map[string]any) 
 }
 
 // admin calls an admin route with the token and decodes the JSON answer into out.
-func (h *hookd) admin(method, path string, out any) int {
+func (h *daemonRun) admin(method, path string, out any) int {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.url+path, nil)
 	if err != nil {
@@ -147,7 +147,7 @@ type runtimeStatus struct {
 	} `json:"last_rollout"`
 }
 
-func (h *hookd) status(runtime string) runtimeStatus {
+func (h *daemonRun) status(runtime string) runtimeStatus {
 	h.t.Helper()
 	var out struct {
 		Runtimes []runtimeStatus `json:"runtimes"`
@@ -165,7 +165,7 @@ func (h *hookd) status(runtime string) runtimeStatus {
 }
 
 // waitJob polls /admin/status until the runtime's last result is from a job after afterJob.
-func (h *hookd) waitJob(runtime string, afterJob uint64) runtimeStatus {
+func (h *daemonRun) waitJob(runtime string, afterJob uint64) runtimeStatus {
 	h.t.Helper()
 	var st runtimeStatus
 	testkit.Eventually(h.t, 2*time.Minute, func() (bool, string) {
@@ -178,7 +178,7 @@ func (h *hookd) waitJob(runtime string, afterJob uint64) runtimeStatus {
 var metricLine = regexp.MustCompile(`^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$`)
 
 // metric sums the samples of name whose labels include every one of want ("k=v").
-func (h *hookd) metric(name string, want ...string) float64 {
+func (h *daemonRun) metric(name string, want ...string) float64 {
 	h.t.Helper()
 	resp, err := http.Get(h.url + "/metrics")
 	if err != nil {

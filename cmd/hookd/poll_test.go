@@ -110,7 +110,7 @@ func (s *pollSite) running(digest string) (string, bool) {
 }
 
 // pollUpToDate waits until the poll has found the runtime up to date more than n times.
-func pollUpToDate(t *testing.T, h *hookd, n float64) {
+func pollUpToDate(t *testing.T, h *daemonRun, n float64) {
 	t.Helper()
 	testkit.Eventually(t, 2*time.Minute, func() (bool, string) {
 		got := h.metric("hookd_poll_checks_total", "result=up_to_date")
@@ -120,7 +120,7 @@ func pollUpToDate(t *testing.T, h *hookd, n float64) {
 
 // pollSettled waits until the runtime runs digest, nothing is pending and a poll after that
 // found it up to date.
-func pollSettled(t *testing.T, h *hookd, s *pollSite, digest string) runtimeStatus {
+func pollSettled(t *testing.T, h *daemonRun, s *pollSite, digest string) runtimeStatus {
 	t.Helper()
 	var st runtimeStatus
 	testkit.Eventually(t, 3*time.Minute, func() (bool, string) {
@@ -361,7 +361,7 @@ func TestPollLeavesFailedDigestAndTakesNewerOne(t *testing.T) {
 
 // pollAtLeast waits until the metric reaches n: a job's counters move just after its result is
 // stored.
-func pollAtLeast(t *testing.T, h *hookd, name, label string, n float64) {
+func pollAtLeast(t *testing.T, h *daemonRun, name, label string, n float64) {
 	t.Helper()
 	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		got := h.metric(name, label)
@@ -372,7 +372,7 @@ func pollAtLeast(t *testing.T, h *hookd, name, label string, n float64) {
 // pollRolledOutOnce checks that the one rollout of digest was the poll's, with no delivery:
 // a poll made during the rollout may add a job that finds it done, so the last result is
 // rolled_out or up_to_date.
-func pollRolledOutOnce(t *testing.T, h *hookd, st runtimeStatus, digest string) {
+func pollRolledOutOnce(t *testing.T, h *daemonRun, st runtimeStatus, digest string) {
 	t.Helper()
 	pollAtLeast(t, h, "hookd_refresh_total", "result=rolled_out", 1)
 	if got := h.metric("hookd_refresh_total", "result=rolled_out"); got != 1 {

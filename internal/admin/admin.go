@@ -15,8 +15,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/store"
 )
@@ -91,8 +91,8 @@ type Status struct {
 	DigestRunning string        `json:"digest_running"`
 	Behind        bool          `json:"behind"`
 	Record        store.Record  `json:"record"`
-	Pending       *store.Job    `json:"pending,omitempty"`
-	LastRollout   *store.Result `json:"last_rollout,omitempty"`
+	Pending       *hookd.Job    `json:"pending,omitempty"`
+	LastRollout   *hookd.Result `json:"last_rollout,omitempty"`
 }
 
 func (h *Handler) status(c echo.Context) error {
@@ -121,8 +121,8 @@ func Statuses(ctx context.Context, cat *catalog.Catalog, st *store.Store) ([]Sta
 	return out, nil
 }
 
-func status(rt config.Runtime, st *store.Store) (Status, error) {
-	s := Status{Name: rt.Name, Image: rt.Image, Recreate: rt.ShouldRecreate()}
+func status(rt hookd.Runtime, st *store.Store) (Status, error) {
+	s := Status{Name: rt.Name, Image: rt.Image, Recreate: rt.Recreate}
 	rec, err := st.Record(rt.Name)
 	if err != nil {
 		return Status{}, err

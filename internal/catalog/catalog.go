@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
 )
@@ -42,14 +43,14 @@ type Catalog struct {
 
 	listMu     sync.Mutex
 	mu         sync.Mutex
-	byName     map[string]config.Runtime
+	byName     map[string]hookd.Runtime
 	byImage    map[string][]string
 	discovered time.Time
 }
 
 // New returns a catalog of the configured runtimes; with none, it discovers them through lister,
 // re-reading the engine when its view is older than maxAge.
-func New(runtimes []config.Runtime, lister Lister, maxAge time.Duration) *Catalog {
+func New(runtimes []hookd.Runtime, lister Lister, maxAge time.Duration) *Catalog {
 	c := &Catalog{lister: lister, zeroConfig: len(runtimes) == 0, maxAge: maxAge}
 	c.set(runtimes)
 	return c
@@ -58,8 +59,8 @@ func New(runtimes []config.Runtime, lister Lister, maxAge time.Duration) *Catalo
 // ZeroConfig reports whether runtimes are discovered from labels.
 func (c *Catalog) ZeroConfig() bool { return c.zeroConfig }
 
-func (c *Catalog) set(runtimes []config.Runtime) {
-	c.byName = make(map[string]config.Runtime, len(runtimes))
+func (c *Catalog) set(runtimes []hookd.Runtime) {
+	c.byName = make(map[string]hookd.Runtime, len(runtimes))
 	c.byImage = make(map[string][]string, len(runtimes))
 	for _, r := range runtimes {
 		c.byName[r.Name] = r
@@ -76,8 +77,8 @@ func (c *Catalog) Match(ctx context.Context, image string) ([]string, error) {
 }
 
 // Get returns the runtime called name.
-func (c *Catalog) Get(ctx context.Context, name string) (config.Runtime, bool, error) {
-	r, err := find(ctx, c, func() (config.Runtime, bool) {
+func (c *Catalog) Get(ctx context.Context, name string) (hookd.Runtime, bool, error) {
+	r, err := find(ctx, c, func() (hookd.Runtime, bool) {
 		r, ok := c.byName[name]
 		return r, ok
 	})
@@ -103,13 +104,13 @@ func find[T any](ctx context.Context, c *Catalog, lookup func() (T, bool)) (T, e
 }
 
 // All returns every runtime, sorted by name.
-func (c *Catalog) All(ctx context.Context) ([]config.Runtime, error) {
+func (c *Catalog) All(ctx context.Context) ([]hookd.Runtime, error) {
 	if err := c.refresh(ctx, false); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]config.Runtime, 0, len(c.byName))
+	out := make([]hookd.Runtime, 0, len(c.byName))
 	for _, r := range c.byName {
 		out = append(out, r)
 	}
@@ -128,7 +129,7 @@ func (c *Catalog) Names(ctx context.Context) ([]string, error) {
 }
 
 // Members returns the containers of runtime r, running or stopped; exact label match.
-func (c *Catalog) Members(ctx context.Context, r config.Runtime) ([]engine.Container, error) {
+func (c *Catalog) Members(ctx context.Context, r hookd.Runtime) ([]engine.Container, error) {
 	var all []engine.Container
 	var err error
 	if c.zeroConfig {
@@ -180,7 +181,7 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 		}
 		return fmt.Errorf("discover runtimes: %w", err)
 	}
-	var runtimes []config.Runtime
+	var runtimes []hookd.Runtime
 	seen := map[string]bool{}
 	for _, ct := range cts {
 		img, err := config.NormalizeImage(ct.Image)
@@ -188,7 +189,7 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 			continue // pinned by digest or not a followable reference
 		}
 		seen[img] = true
-		runtimes = append(runtimes, config.Runtime{
+		runtimes = append(runtimes, hookd.Runtime{
 			Name: img, Image: img, Parallel: 1,
 		})
 	}

@@ -14,19 +14,24 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hookd/hookd"
 )
 
 // Config is the whole configuration after file, environment and defaults are applied.
 type Config struct {
-	Listen       string    `yaml:"listen"`
-	StateDir     string    `yaml:"state_dir"`
-	RegistryHost string    `yaml:"registry_host"`
-	Webhook      Webhook   `yaml:"webhook"`
-	Admin        Admin     `yaml:"admin"`
-	Poll         Poll      `yaml:"poll"`
-	Log          Log       `yaml:"log"`
-	Runtimes     []Runtime `yaml:"runtimes"`
-	Notify       []Notify  `yaml:"notify"`
+	Listen       string        `yaml:"listen"`
+	StateDir     string        `yaml:"state_dir"`
+	RegistryHost string        `yaml:"registry_host"`
+	Webhook      Webhook       `yaml:"webhook"`
+	Admin        Admin         `yaml:"admin"`
+	Poll         Poll          `yaml:"poll"`
+	Log          Log           `yaml:"log"`
+	RuntimeSpecs []RuntimeSpec `yaml:"runtimes"`
+	Notify       []Notify      `yaml:"notify"`
+
+	// Runtimes are the configured runtimes with their defaults applied, in file order.
+	Runtimes []hookd.Runtime `yaml:"-"`
 
 	// Secrets are the webhook secrets read from the environment and secret files.
 	Secrets [][]byte `yaml:"-"`
@@ -78,8 +83,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// Runtime is a named group of containers that follow one image tag.
-type Runtime struct {
+// RuntimeSpec is a runtime as written in the file; Load turns each into a hookd.Runtime.
+type RuntimeSpec struct {
 	Name          string    `yaml:"name"`
 	Image         string    `yaml:"image"`
 	Recreate      *bool     `yaml:"recreate"`
@@ -93,11 +98,11 @@ type Runtime struct {
 type Notify struct {
 	Name string `yaml:"name"`
 	// URL may itself be a secret (a Slack webhook's is): it never goes into a log, error or metric.
-	URL        string   `yaml:"url"`
-	URLFile    string   `yaml:"url_file"`
-	Format     string   `yaml:"format"` // json (default) or slack
-	SecretFile string   `yaml:"secret_file"`
-	Results    []string `yaml:"results"`
+	URL        string          `yaml:"url"`
+	URLFile    string          `yaml:"url_file"`
+	Format     string          `yaml:"format"` // json (default) or slack
+	SecretFile string          `yaml:"secret_file"`
+	Results    []hookd.Outcome `yaml:"results"`
 
 	// Secret signs the body when set (first line of SecretFile).
 	Secret []byte `yaml:"-"`
@@ -109,43 +114,41 @@ const (
 	NotifySlack = "slack"
 )
 
-// NotifyResults are the job results an endpoint may ask for (refresh's outcomes).
-func NotifyResults() []string {
-	return []string{"pulled", "up_to_date", "rolled_out", "rolled_back", "skipped", "failed"}
+// DefaultNotifyResults are the results an endpoint hears of unless it says otherwise.
+func DefaultNotifyResults() []hookd.Outcome {
+	return []hookd.Outcome{hookd.OutcomeRolledOut, hookd.OutcomeRolledBack, hookd.OutcomeFailed}
 }
 
-// DefaultNotifyResults are the results an endpoint hears of unless it says otherwise.
-func DefaultNotifyResults() []string { return []string{"rolled_out", "rolled_back", "failed"} }
-
-// Repository is the image without its tag ("host/repo").
-func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
-
-// Gate returns how long a new container must stay up and how long it may take to become
-// healthy, with the defaults for what is not set.
-func (r Runtime) Gate() (minUptime, healthTimeout time.Duration) {
-	minUptime, healthTimeout = DefaultMinUptime.D(), DefaultHealthTimeout.D()
+// runtime applies the defaults to what the file says.
+func (r RuntimeSpec) runtime() hookd.Runtime {
+	rt := hookd.NewRuntime(r.Name, r.Image)
+	if img, err := NormalizeImage(r.Image); err == nil {
+		rt.Image = img
+	}
+	if r.Recreate != nil {
+		rt.Recreate = *r.Recreate
+	}
 	if r.MinUptime != nil {
-		minUptime = r.MinUptime.D()
+		rt.MinUptime = r.MinUptime.D()
 	}
 	if r.HealthTimeout != nil {
-		healthTimeout = r.HealthTimeout.D()
+		rt.HealthTimeout = r.HealthTimeout.D()
 	}
-	return minUptime, healthTimeout
+	if r.Parallel > 0 {
+		rt.Parallel = r.Parallel
+	}
+	rt.Cleanup = r.Cleanup
+	return rt
 }
 
-// ShouldRecreate reports whether a rollout recreates containers (true unless `recreate: false`).
-func (r Runtime) ShouldRecreate() bool { return r.Recreate == nil || *r.Recreate }
-
 const (
-	DefaultListen        = ":8080"
-	DefaultStateDir      = "./data"
-	DefaultRegistryHost  = "ghcr.io"
-	DefaultWebhookPath   = "/hooks/ghcr"
-	DefaultMaxBodyBytes  = 1 << 20
-	DefaultPollInterval  = Duration(time.Hour)
-	DefaultPollPace      = Duration(50 * time.Millisecond)
-	DefaultMinUptime     = Duration(10 * time.Second)
-	DefaultHealthTimeout = Duration(60 * time.Second)
+	DefaultListen       = ":8080"
+	DefaultStateDir     = "./data"
+	DefaultRegistryHost = "ghcr.io"
+	DefaultWebhookPath  = "/hooks/ghcr"
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultPollInterval = Duration(time.Hour)
+	DefaultPollPace     = Duration(50 * time.Millisecond)
 )
 
 // Load reads the file at path (none when empty), applies the environment through getenv and
@@ -226,14 +229,9 @@ func (c *Config) applyDefaults() {
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	for i := range c.Runtimes {
-		r := &c.Runtimes[i]
-		if r.Parallel == 0 {
-			r.Parallel = 1
-		}
-		if img, err := NormalizeImage(r.Image); err == nil {
-			r.Image = img
-		}
+	c.Runtimes = make([]hookd.Runtime, len(c.RuntimeSpecs))
+	for i, r := range c.RuntimeSpecs {
+		c.Runtimes[i] = r.runtime()
 	}
 }
 
@@ -307,7 +305,8 @@ func (c *Config) validate() []error {
 	}
 	names := map[string]bool{}
 	images := map[string]string{}
-	for i, r := range c.Runtimes {
+	for i, spec := range c.RuntimeSpecs {
+		r := c.Runtimes[i]
 		where := fmt.Sprintf("runtimes[%d]", i)
 		if r.Name != "" {
 			where = fmt.Sprintf("runtime %q", r.Name)
@@ -319,19 +318,19 @@ func (c *Config) validate() []error {
 			bad("%s: name used twice", where)
 		}
 		names[r.Name] = true
-		if r.Image == "" {
+		if spec.Image == "" {
 			bad("%s: image is required", where)
-		} else if _, err := NormalizeImage(r.Image); err != nil {
+		} else if _, err := NormalizeImage(spec.Image); err != nil {
 			bad("%s: %v", where, err)
 		} else if other, ok := images[r.Image]; ok {
 			bad("%s: image %s is already followed by runtime %q", where, r.Image, other)
 		} else {
 			images[r.Image] = r.Name
 		}
-		if minUptime, healthTimeout := r.Gate(); minUptime < 0 || healthTimeout < 0 {
+		if r.MinUptime < 0 || r.HealthTimeout < 0 {
 			bad("%s: min_uptime and health_timeout must not be negative", where)
 		}
-		if r.Parallel < 0 {
+		if spec.Parallel < 0 {
 			bad("%s: parallel must be at least 1", where)
 		}
 	}
@@ -382,8 +381,8 @@ func (c *Config) loadNotify() []error {
 			n.Results = DefaultNotifyResults()
 		}
 		for _, r := range n.Results {
-			if !slices.Contains(NotifyResults(), r) {
-				bad("result %q: want some of %s", r, strings.Join(NotifyResults(), ", "))
+			if !slices.Contains(hookd.Outcomes(), r) {
+				bad("result %q: want some of %s", r, outcomeList())
 			}
 		}
 		switch {
@@ -439,4 +438,12 @@ func checkNotifyURL(u string) error {
 		return errors.New("host is missing")
 	}
 	return nil
+}
+
+func outcomeList() string {
+	var names []string
+	for _, o := range hookd.Outcomes() {
+		names = append(names, string(o))
+	}
+	return strings.Join(names, ", ")
 }

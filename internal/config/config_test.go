@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
 )
 
@@ -68,10 +69,10 @@ notify:
 		t.Errorf("ops-slack = %+v", slack)
 	}
 	if audit.Format != config.NotifyJSON || string(audit.Secret) != "notify-hmac" ||
-		!slices.Equal(audit.Results, []string{"rolled_out", "rolled_back", "failed"}) {
+		!slices.Equal(audit.Results, []hookd.Outcome{"rolled_out", "rolled_back", "failed"}) {
 		t.Errorf("audit = %+v", audit)
 	}
-	if !slices.Equal(failures.Results, []string{"failed", "pulled"}) {
+	if !slices.Equal(failures.Results, []hookd.Outcome{"failed", "pulled"}) {
 		t.Errorf("failures = %+v", failures)
 	}
 }
@@ -160,14 +161,14 @@ runtimes:
 		t.Errorf("environment does not override the file: listen %s, poll %s", c.Listen, c.Poll.Interval)
 	}
 	a, b := c.Runtimes[0], c.Runtimes[1]
-	if a.Image != "ghcr.io/org/app:latest" || !a.ShouldRecreate() || a.Parallel != 1 {
+	if a.Image != "ghcr.io/org/app:latest" || !a.Recreate || a.Parallel != 1 {
 		t.Errorf("runtime a: %+v", a)
 	}
-	if up, health := a.Gate(); up != 0 || health != config.DefaultHealthTimeout.D() {
+	if up, health := a.Gate(); up != 0 || health != hookd.DefaultHealthTimeout {
 		t.Errorf("runtime a gate: %s %s, want 0 and the default", up, health)
 	}
-	if up, health := b.Gate(); up != config.DefaultMinUptime.D() || health.String() != "5s" || b.ShouldRecreate() {
-		t.Errorf("runtime b gate: %s %s recreate %v", up, health, b.ShouldRecreate())
+	if up, health := b.Gate(); up != hookd.DefaultMinUptime || health.String() != "5s" || b.Recreate {
+		t.Errorf("runtime b gate: %s %s recreate %v", up, health, b.Recreate)
 	}
 	if c, err := config.Load(file, env()); err != nil || c.Poll.Interval != 0 {
 		t.Errorf("poll interval 0 in the file: %v %v", c.Poll.Interval, err)

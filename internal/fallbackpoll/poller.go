@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
@@ -45,7 +45,7 @@ const (
 
 // Submitter queues a job on the one rollout path.
 type Submitter interface {
-	Submit(ctx context.Context, j store.Job) (uint64, error)
+	Submit(ctx context.Context, j hookd.Job) (uint64, error)
 }
 
 // Poller runs the fallback poll.
@@ -118,7 +118,7 @@ func (p *Poller) Pass(ctx context.Context) {
 		p.log.Error("fallback poll: list runtimes", "err", err)
 		return
 	}
-	byHost := map[string][]config.Runtime{}
+	byHost := map[string][]hookd.Runtime{}
 	for _, rt := range runtimes {
 		host, _, _ := strings.Cut(rt.Image, "/")
 		byHost[host] = append(byHost[host], rt)
@@ -127,7 +127,7 @@ func (p *Poller) Pass(ctx context.Context) {
 	var mu sync.Mutex
 	ok := true
 	for _, rts := range byHost {
-		todo := make(chan config.Runtime, len(rts))
+		todo := make(chan hookd.Runtime, len(rts))
 		for _, rt := range rts {
 			todo <- rt
 		}
@@ -155,7 +155,7 @@ func (p *Poller) Pass(ctx context.Context) {
 	}
 }
 
-func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
+func (p *Poller) check(ctx context.Context, rt hookd.Runtime) string {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rec, err := p.store.Record(rt.Name)
@@ -163,7 +163,7 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 		p.log.Error("fallback poll: read record", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
-	if rec.SeenVia == store.TriggerWebhook && time.Since(rec.SeenAt) < p.interval {
+	if rec.SeenVia == hookd.TriggerWebhook && time.Since(rec.SeenAt) < p.interval {
 		return ResultConfirmed
 	}
 	digest, err := p.registry.Resolve(ctx, rt.Image)
@@ -185,7 +185,7 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 	if p.rolling(rt.Name) {
 		return ResultBusy
 	}
-	if engineErr == nil && current && rec.SeenDigest == digest && rec.SeenVia == store.TriggerPoll && rec.RunningDigest == digest {
+	if engineErr == nil && current && rec.SeenDigest == digest && rec.SeenVia == hookd.TriggerPoll && rec.RunningDigest == digest {
 		// Nothing new to record: a pass over an idle fleet writes nothing (one fsync per runtime
 		// was six times the cost of the rest of the pass), so seen_at is when the poll learned
 		// the digest, and hookd_poll_last_success_timestamp_seconds says the poll is alive.
@@ -193,7 +193,7 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 	}
 	rec, err = p.store.UpdateRecord(rt.Name, func(r *store.Record) {
 		now := time.Now()
-		r.SeenDigest, r.SeenAt, r.SeenVia = digest, now, store.TriggerPoll
+		r.SeenDigest, r.SeenAt, r.SeenVia = digest, now, hookd.TriggerPoll
 		// What the engine shows counts as running however it got there (a pull-only runtime,
 		// a rollout made before the state was kept, a container started by hand).
 		if engineErr == nil && current && r.RunningDigest != digest {
@@ -215,7 +215,7 @@ func (p *Poller) check(ctx context.Context, rt config.Runtime) string {
 	if digest == rec.FailedDigest {
 		return ResultFailed
 	}
-	if _, err := p.submit.Submit(ctx, store.Job{Runtime: rt.Name, Trigger: store.TriggerPoll, Hint: digest, Requests: 1}); err != nil {
+	if _, err := p.submit.Submit(ctx, hookd.Job{Runtime: rt.Name, Trigger: hookd.TriggerPoll, Hint: digest, Requests: 1}); err != nil {
 		p.log.Error("fallback poll: queue", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
@@ -231,12 +231,12 @@ func (p *Poller) rolling(runtime string) bool {
 
 // runs reports whether the runtime already has digest: every container of a recreating runtime
 // runs it, or the engine holds it for a pull-only one.
-func (p *Poller) runs(ctx context.Context, rt config.Runtime, digest string) (bool, error) {
+func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string) (bool, error) {
 	imageID, held, err := p.engine.HasImage(ctx, rt.Repository(), digest)
 	if err != nil || !held {
 		return false, err
 	}
-	if !rt.ShouldRecreate() {
+	if !rt.Recreate {
 		return true, nil
 	}
 	members, err := p.catalog.Members(ctx, rt)

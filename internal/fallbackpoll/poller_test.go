@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/admin"
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/config"
@@ -64,7 +65,7 @@ func newWorld(tb testing.TB, pace time.Duration) *world {
 	return &world{tb: tb, cli: cli, eng: eng, store: st, client: c, metrics: metrics, log: log}
 }
 
-func (w *world) poller(runtimes []config.Runtime, interval time.Duration) *fallbackpoll.Poller {
+func (w *world) poller(runtimes []hookd.Runtime, interval time.Duration) *fallbackpoll.Poller {
 	cat := catalog.New(runtimes, w.eng, time.Minute)
 	w.metrics.MustRegister(admin.NewBehindCollector(cat, w.store))
 	svc := refresh.New(w.store, cat, w.client, w.eng, refresh.NewMetrics(w.metrics), w.log)
@@ -121,14 +122,15 @@ func unique(tb testing.TB, version string) testkit.App {
 	return testkit.App{Version: version, Env: []string{"HOOKD_TEST_ID=" + testkit.TestID(tb)}}
 }
 
-func pullOnly(tb testing.TB, name, img string) config.Runtime {
+func pullOnly(tb testing.TB, name, img string) hookd.Runtime {
 	tb.Helper()
 	norm, err := config.NormalizeImage(img)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	no := false
-	return config.Runtime{Name: name, Image: norm, Recreate: &no, Parallel: 1}
+	rt := hookd.NewRuntime(name, norm)
+	rt.Recreate = false
+	return rt
 }
 
 // tokenRegistry wraps the testkit registry in GHCR-style token auth and counts what it sees:
@@ -209,7 +211,7 @@ func TestPassRequestsPerRuntime(t *testing.T) {
 	auth, reg := newTokenRegistry(t)
 	testkit.Cleanup(t, w.cli, reg.Host)
 	const runtimes, passes = 20, 100
-	var rts []config.Runtime
+	var rts []hookd.Runtime
 	for i := range runtimes {
 		repo := fmt.Sprintf("org/app-%02d", i)
 		d := reg.Push(t, repo, "latest", unique(t, repo))
@@ -305,7 +307,7 @@ func TestPassLimitedHostLeavesOtherHostAlone(t *testing.T) {
 	regB := testkit.StartRegistry(t, b.wrap) // another port: another host to the Pacer
 	testkit.Cleanup(t, w.cli, regA.Host)
 	testkit.Cleanup(t, w.cli, regB.Host)
-	var rts []config.Runtime
+	var rts []hookd.Runtime
 	for _, reg := range []*testkit.Registry{regA, regB} {
 		for i := range 3 {
 			repo := fmt.Sprintf("org/app-%d", i)
@@ -365,7 +367,7 @@ func TestPassSkipsFailedDigestButNotANewerOne(t *testing.T) {
 	repo := reg.Host + "/org/app"
 	d1 := reg.Push(t, "org/app", "latest", unique(t, "v1"))
 	w.pull(repo + "@" + d1)
-	p := w.poller([]config.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
+	p := w.poller([]hookd.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
 	ctx := context.Background()
 	p.Pass(ctx)
 	if got := w.checks(fallbackpoll.ResultUpToDate); got != 1 {
@@ -395,11 +397,11 @@ func TestPassSkipsFailedDigestButNotANewerOne(t *testing.T) {
 	newer := reg.Push(t, "org/app", "latest", unique(t, "v3"))
 	p.Pass(ctx)
 	j, ok, err := w.store.Pending("app")
-	if err != nil || !ok || j.Hint != newer || j.Trigger != store.TriggerPoll {
+	if err != nil || !ok || j.Hint != newer || j.Trigger != hookd.TriggerPoll {
 		t.Fatalf("newer digest: pending %+v %v %v, want a poll job for %s", j, ok, err, newer)
 	}
 	rec, err := w.store.Record("app")
-	if err != nil || rec.SeenDigest != newer || rec.SeenVia != store.TriggerPoll || rec.RunningDigest != d1 {
+	if err != nil || rec.SeenDigest != newer || rec.SeenVia != hookd.TriggerPoll || rec.RunningDigest != d1 {
 		t.Fatalf("record %+v %v: want seen %s via poll, running %s", rec, err, newer, d1)
 	}
 }
@@ -411,7 +413,7 @@ func TestPassComparesIndexDigests(t *testing.T) {
 	repo := reg.Host + "/org/multi"
 	index, _ := reg.PushIndex(t, "org/multi", "latest", unique(t, "v1"))
 	w.pull(repo + "@" + index)
-	p := w.poller([]config.Runtime{pullOnly(t, "multi", repo+":latest")}, time.Hour)
+	p := w.poller([]hookd.Runtime{pullOnly(t, "multi", repo+":latest")}, time.Hour)
 	ctx := context.Background()
 	p.Pass(ctx)
 	p.Pass(ctx)
@@ -437,7 +439,7 @@ func BenchmarkPass500(b *testing.B) {
 	auth, reg := newTokenRegistry(b)
 	testkit.Cleanup(b, w.cli, reg.Host)
 	const repos, tags = 50, 10
-	var rts []config.Runtime
+	var rts []hookd.Runtime
 	for r := range repos {
 		repo := fmt.Sprintf("org/svc-%02d", r)
 		var d string
@@ -473,7 +475,7 @@ func TestPassLeavesRuntimeMidRolloutAlone(t *testing.T) {
 	repo := reg.Host + "/org/app"
 	d1 := reg.Push(t, "org/app", "latest", unique(t, "v1"))
 	w.pull(repo + "@" + d1)
-	p := w.poller([]config.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
+	p := w.poller([]hookd.Runtime{pullOnly(t, "app", repo+":latest")}, time.Hour)
 	ctx := context.Background()
 
 	d2 := reg.Push(t, "org/app", "latest", unique(t, "v2"))

@@ -6,25 +6,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
-	"github.com/hookd/hookd/internal/store"
 )
 
 // Rollout is the JSON body sent to a json endpoint: the job's result, named as hookd's result
 // JSON names it. Lists are never null, so a receiver can iterate without checking.
 type Rollout struct {
 	Runtime    string          `json:"runtime"`
-	Result     string          `json:"result"` // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
+	Result     hookd.Outcome   `json:"result"` // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
 	Digest     string          `json:"digest"`
 	Image      string          `json:"image"`
 	Reason     string          `json:"reason"`
 	Recreated  []string        `json:"recreated"`
 	RolledBack []string        `json:"rolled_back"`
-	Failed     []store.Failure `json:"failed"`
+	Failed     []hookd.Failure `json:"failed"`
 	Started    time.Time       `json:"started"`
 	Finished   time.Time       `json:"finished"`
 	JobID      uint64          `json:"job_id"`
-	Trigger    string          `json:"trigger"` // webhook, poll or admin
+	Trigger    hookd.Trigger   `json:"trigger"` // webhook, poll or admin
 	Hookd      Sender          `json:"hookd"`
 }
 
@@ -38,7 +38,7 @@ type Slack struct {
 	Text string `json:"text"`
 }
 
-func (n *Notifier) encode(format string, res store.Result) ([]byte, error) {
+func (n *Notifier) encode(format string, res hookd.Result) ([]byte, error) {
 	var v any
 	if format == config.NotifySlack {
 		v = Slack{Text: summary(res)}
@@ -65,29 +65,21 @@ func orEmpty[T any](s []T) []T {
 }
 
 // summary is one line for people (Unicode emoji, which every Slack-compatible receiver shows): what happened to which runtime, on which digest, and why.
-func summary(res store.Result) string {
+func summary(res hookd.Result) string {
 	var b strings.Builder
-	emoji, verb := "❔", res.Outcome
-	switch res.Outcome {
-	case "rolled_out":
-		emoji, verb = "✅", "rolled out"
-	case "rolled_back":
-		emoji, verb = "↩️", "rolled back"
-	case "failed":
-		emoji, verb = "❌", "failed"
-	case "pulled":
-		emoji, verb = "⬇️", "pulled"
-	case "up_to_date":
-		emoji, verb = "🆗", "up to date"
-	case "skipped":
-		emoji, verb = "⏭️", "skipped"
+	emoji := map[hookd.Outcome]string{
+		hookd.OutcomeRolledOut: "✅", hookd.OutcomeRolledBack: "↩️", hookd.OutcomeFailed: "❌",
+		hookd.OutcomePulled: "⬇️", hookd.OutcomeUpToDate: "🆗", hookd.OutcomeSkipped: "⏭️",
+	}[res.Outcome]
+	if emoji == "" {
+		emoji = "❔"
 	}
-	fmt.Fprintf(&b, "%s hookd: %s %s", emoji, res.Runtime, verb)
+	fmt.Fprintf(&b, "%s hookd: %s %s", emoji, res.Runtime, res.Outcome.Words())
 	if res.Image != "" {
 		b.WriteString(" " + res.Image)
 	}
 	if res.Digest != "" {
-		b.WriteString(" @ " + shortDigest(res.Digest))
+		b.WriteString(" @ " + hookd.ShortDigest(res.Digest))
 	}
 	var facts []string
 	if k := len(res.Recreated); k > 0 {
@@ -100,7 +92,7 @@ func summary(res store.Result) string {
 		facts = append(facts, d.Round(time.Second).String())
 	}
 	if res.Trigger != "" {
-		facts = append(facts, "via "+res.Trigger)
+		facts = append(facts, "via "+string(res.Trigger))
 	}
 	if len(facts) > 0 {
 		b.WriteString(" (" + strings.Join(facts, ", ") + ")")
@@ -109,14 +101,6 @@ func summary(res store.Result) string {
 		b.WriteString(": " + res.Reason)
 	}
 	return slackEscape(strings.Join(strings.Fields(b.String()), " "))
-}
-
-// shortDigest keeps "sha256:" and 12 hex digits, as docker images shows them.
-func shortDigest(d string) string {
-	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
-		return algo + ":" + hex[:12]
-	}
-	return d
 }
 
 func plural(k int, one, many string) string {

@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
-	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
 )
 
@@ -89,7 +89,7 @@ type endpoint struct {
 	url     string
 	format  string
 	secret  []byte
-	results []string
+	results []hookd.Outcome
 
 	mu    sync.Mutex
 	queue []message // oldest first
@@ -99,7 +99,7 @@ type endpoint struct {
 // message is one notification to one endpoint.
 type message struct {
 	id  string
-	res store.Result
+	res hookd.Result
 }
 
 // New returns a notifier for endpoints (already validated by config); Run delivers.
@@ -137,7 +137,7 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 
 // Notify queues res for every endpoint that asked for its result. It never blocks: a full
 // queue loses its oldest notification.
-func (n *Notifier) Notify(res store.Result) {
+func (n *Notifier) Notify(res hookd.Result) {
 	for _, e := range n.endpoints {
 		if !slices.Contains(e.results, res.Outcome) {
 			continue

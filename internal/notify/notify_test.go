@@ -16,9 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/notify"
-	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
 )
 
@@ -171,10 +171,10 @@ func (h *harness) waitCount(t *testing.T, endpoint, result string, want float64)
 	}
 }
 
-func result(job uint64, outcome string) store.Result {
+func result(job uint64, outcome hookd.Outcome) hookd.Result {
 	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	return store.Result{
-		JobID: job, Runtime: "claude-code", Trigger: store.TriggerWebhook, Outcome: outcome,
+	return hookd.Result{
+		JobID: job, Runtime: "claude-code", Trigger: hookd.TriggerWebhook, Outcome: outcome,
 		Image:     "ghcr.io/acme/claude-code:latest",
 		Digest:    "sha256:" + strings.Repeat("ab", 32),
 		Recreated: []string{"cc-1", "cc-2"},
@@ -191,7 +191,7 @@ func TestJSONBodyIsSignedLikeGitHub(t *testing.T) {
 	res := result(7, "rolled_back")
 	res.RolledBack = []string{"cc-1"}
 	res.Reason = "cc-1 exited with code 3 during the health gate"
-	res.Failed = []store.Failure{{Ref: "cc-1", Reason: "exited 3"}}
+	res.Failed = []hookd.Failure{{Ref: "cc-1", Reason: "exited 3"}}
 	h.n.Notify(res)
 
 	got := rc.next(t)
@@ -261,7 +261,7 @@ func TestSlackBody(t *testing.T) {
 	h.run(t)
 
 	cases := []struct {
-		outcome string
+		outcome hookd.Outcome
 		want    []string
 	}{
 		{"rolled_out", []string{"✅", "claude-code rolled out", "ghcr.io/acme/claude-code:latest", "sha256:abababababab", "2 containers recreated", "42s"}},
@@ -297,7 +297,7 @@ func TestSlackBody(t *testing.T) {
 func TestOnlyTheResultsAnEndpointAskedFor(t *testing.T) {
 	rc := newReceiver(t, nil)
 	h := newHarness(t, []config.Notify{
-		{Name: "failures", URL: rc.srv.URL + "/failures", Results: []string{"failed"}},
+		{Name: "failures", URL: rc.srv.URL + "/failures", Results: []hookd.Outcome{"failed"}},
 		{Name: "default", URL: rc.srv.URL + "/default"},
 	})
 	h.run(t)

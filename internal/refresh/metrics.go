@@ -3,7 +3,7 @@ package refresh
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/hookd/hookd/internal/store"
+	"github.com/hookd/hookd"
 )
 
 // Metrics are the rollout path's counters; runtime label values come from the bounded set of
@@ -40,12 +40,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-var outcomes = []string{OutcomePulled, OutcomeUpToDate, OutcomeRolledOut, OutcomeRolledBack, OutcomeSkipped, OutcomeFailed}
-
 // known makes the runtime's series exist at zero, so rates and alerts work from the first scrape.
 func (m *Metrics) known(runtime string) {
-	for _, o := range outcomes {
-		m.refreshes.WithLabelValues(runtime, o)
+	for _, o := range hookd.Outcomes() {
+		m.refreshes.WithLabelValues(runtime, string(o))
 	}
 	for _, r := range []string{"pulled", "present", "failed"} {
 		m.pulls.WithLabelValues(runtime, r)
@@ -53,10 +51,10 @@ func (m *Metrics) known(runtime string) {
 	m.rollbacks.WithLabelValues(runtime)
 }
 
-func (m *Metrics) observe(res store.Result) {
-	m.refreshes.WithLabelValues(res.Runtime, res.Outcome).Inc()
+func (m *Metrics) observe(res hookd.Result) {
+	m.refreshes.WithLabelValues(res.Runtime, string(res.Outcome)).Inc()
 	m.duration.Observe(res.Finished.Sub(res.Started).Seconds())
-	if res.Outcome == OutcomeRolledBack {
+	if res.Outcome == hookd.OutcomeRolledBack {
 		m.rollbacks.WithLabelValues(res.Runtime).Inc()
 	}
 }

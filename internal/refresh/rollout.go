@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/engine"
@@ -42,15 +43,15 @@ func imageFault(ctx context.Context, err error) error {
 
 // rollout recreates the runtime's containers on ref, rt.Parallel at a time. It ends with every
 // container on the new digest, or with every container back on its old one.
-func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID string, res *store.Result) store.Result {
+func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID string, res *hookd.Result) hookd.Result {
 	// A rollout of this runtime that did not end cleanly (its commit or roll back failed) is
 	// settled first: a new journal would replace it, and with it the way back.
 	if err := s.settle(ctx, rt.Name); err != nil {
-		return finished(res, OutcomeFailed, "settle the previous rollout: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, "settle the previous rollout: "+err.Error())
 	}
 	members, err := s.catalog.Members(ctx, rt)
 	if err != nil {
-		return finished(res, OutcomeFailed, "list containers: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, "list containers: "+err.Error())
 	}
 	self := s.engine.SelfID(ctx)
 	var todo []engine.Container
@@ -61,7 +62,7 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 		case c.ImageID == imageID:
 		case c.AutoRemove && c.Running:
 			// Stopping it would delete it, leaving nothing to roll back to.
-			return finished(res, OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
+			return finished(res, hookd.OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
 		default:
 			todo = append(todo, c)
 		}
@@ -69,14 +70,14 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 	// The local tag follows the digest, as `docker pull` would leave it, so new containers keep
 	// the image name they were created from and later `docker run`s get the same image.
 	if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
-		return finished(res, OutcomeFailed, "tag: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, "tag: "+err.Error())
 	}
 	if len(todo) == 0 {
 		s.markRunning(rt.Name, res.Digest)
 		if len(members) == 0 {
-			return finished(res, OutcomeUpToDate, "no containers are labelled for this runtime")
+			return finished(res, hookd.OutcomeUpToDate, "no containers are labelled for this runtime")
 		}
-		return finished(res, OutcomeUpToDate, "")
+		return finished(res, hookd.OutcomeUpToDate, "")
 	}
 
 	j := &journal{store: s.store, r: &store.Rollout{
@@ -118,17 +119,17 @@ func (s *Service) rollout(ctx context.Context, rt config.Runtime, ref, imageID s
 		s.log.Warn("remove replaced containers", "runtime", rt.Name, "err", err)
 	}
 	s.markRunning(rt.Name, res.Digest)
-	return finished(res, OutcomeRolledOut, "")
+	return finished(res, hookd.OutcomeRolledOut, "")
 }
 
 // rollBack undoes a rollout that failed with cause and reports it.
-func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *store.Result) store.Result {
+func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *hookd.Result) hookd.Result {
 	res.Recreated = []string{}
 	for name := range j.r.Containers {
 		res.RolledBack = append(res.RolledBack, name)
 	}
 	slices.Sort(res.RolledBack)
-	res.Failed = append(res.Failed, store.Failure{Ref: j.r.Ref, Reason: cause.Error()})
+	res.Failed = append(res.Failed, hookd.Failure{Ref: j.r.Ref, Reason: cause.Error()})
 	// Remembered before the revert, so a crash during it does not retry the digest at start.
 	if errors.As(cause, new(digestFault)) {
 		if _, err := s.store.UpdateRecord(j.r.Runtime, func(r *store.Record) {
@@ -140,12 +141,12 @@ func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *st
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
 	if err := s.revert(rctx, j.r); err != nil {
-		return finished(res, OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (finished before the next rollout and at the next start): %v", cause, err))
+		return finished(res, hookd.OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (finished before the next rollout and at the next start): %v", cause, err))
 	}
-	return finished(res, OutcomeRolledBack, cause.Error())
+	return finished(res, hookd.OutcomeRolledBack, cause.Error())
 }
 
-func finished(res *store.Result, outcome, reason string) store.Result {
+func finished(res *hookd.Result, outcome hookd.Outcome, reason string) hookd.Result {
 	res.Outcome, res.Reason, res.Finished = outcome, reason, time.Now()
 	return *res
 }
@@ -184,7 +185,7 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 // give the new one the name, stop the old one, start the new one and let it prove itself. Each
 // step is journaled before it is taken; the old container is kept until the whole runtime has
 // switched.
-func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, c engine.Container, imageID string) error {
+func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
 		TempName: c.Name + catalog.TempSuffix, AsideName: c.Name + catalog.AsideSuffix,
@@ -251,7 +252,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt config.Runtime, 
 
 // gate passes when the container has stayed up for min_uptime without restarting and, where it
 // has a healthcheck, reports healthy within health_timeout. Its verdicts are digestFaults.
-func (s *Service) gate(ctx context.Context, id string, rt config.Runtime) error {
+func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime) error {
 	minUptime, healthTimeout := rt.Gate()
 	healthTimeout = max(healthTimeout, minUptime)
 	began := time.Now()

@@ -11,20 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
-)
-
-// Outcomes of a job, the values of hookd_refresh_total's result label.
-const (
-	OutcomePulled     = "pulled"      // pull-only runtime now holds the digest
-	OutcomeUpToDate   = "up_to_date"  // nothing to do: the containers already run the digest
-	OutcomeRolledOut  = "rolled_out"  // every container now runs the new digest
-	OutcomeRolledBack = "rolled_back" // the new digest failed; every container is back on the old one
-	OutcomeSkipped    = "skipped"     // the digest failed before and is not retried automatically
-	OutcomeFailed     = "failed"      // could not resolve or pull; nothing was changed
 )
 
 var (
@@ -42,7 +33,7 @@ const (
 
 // Notifier hears of every finished job; it must not block.
 type Notifier interface {
-	Notify(store.Result)
+	Notify(hookd.Result)
 }
 
 // Service owns the queue's workers: one per runtime at a time, runtimes in parallel.
@@ -60,7 +51,7 @@ type Service struct {
 	wake  chan struct{}
 
 	waitMu   sync.Mutex
-	waiters  map[uint64][]chan store.Result
+	waiters  map[uint64][]chan hookd.Result
 	stopping chan struct{} // closed when Run's context ends: no job is taken after it
 	stopped  chan struct{} // closed when Run returns
 }
@@ -71,7 +62,7 @@ func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engin
 		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log, notifiers: notify,
 		dirty:    map[string]bool{},
 		wake:     make(chan struct{}, 1),
-		waiters:  map[uint64][]chan store.Result{},
+		waiters:  map[uint64][]chan hookd.Result{},
 		stopping: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
@@ -81,9 +72,9 @@ func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engin
 // webhook's queue: a delivery id seen before queues nothing and reports dup.
 func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []string, hint string) (bool, error) {
 	now := time.Now()
-	jobs := make([]store.Job, len(runtimes))
+	jobs := make([]hookd.Job, len(runtimes))
 	for i, r := range runtimes {
-		jobs[i] = store.Job{Runtime: r, Trigger: store.TriggerWebhook, Deliveries: []string{deliveryID}, Hint: hint, Requests: 1, QueuedAt: now}
+		jobs[i] = hookd.Job{Runtime: r, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Hint: hint, Requests: 1, QueuedAt: now}
 	}
 	dup, err := s.store.Accept(deliveryID, now, jobs)
 	if err != nil || dup {
@@ -94,7 +85,7 @@ func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []stri
 }
 
 // Submit queues a job (poll or admin) and returns the id of the pending job that carries it.
-func (s *Service) Submit(ctx context.Context, j store.Job) (uint64, error) {
+func (s *Service) Submit(ctx context.Context, j hookd.Job) (uint64, error) {
 	if j.QueuedAt.IsZero() {
 		j.QueuedAt = time.Now()
 	}
@@ -108,23 +99,23 @@ func (s *Service) Submit(ctx context.Context, j store.Job) (uint64, error) {
 
 // Refresh queues a manual rollout of runtime and waits for the job that carries it. A manual
 // refresh retries a digest that failed before.
-func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (store.Result, error) {
+func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (hookd.Result, error) {
 	if _, ok, err := s.catalog.Get(ctx, runtime); err != nil {
-		return store.Result{}, err
+		return hookd.Result{}, err
 	} else if !ok {
-		return store.Result{}, fmt.Errorf("%w %q", ErrUnknownRuntime, runtime)
+		return hookd.Result{}, fmt.Errorf("%w %q", ErrUnknownRuntime, runtime)
 	}
-	ch := make(chan store.Result, 1)
+	ch := make(chan hookd.Result, 1)
 	// The waiter is registered under waitMu before a worker can finish the job: finish takes
 	// waitMu too, and the job does not exist before Enqueue commits.
 	s.waitMu.Lock()
-	id, err := s.store.Enqueue(store.Job{Runtime: runtime, Trigger: store.TriggerAdmin, Requests: 1, Force: true, PullOnly: pullOnly, QueuedAt: time.Now()})
+	id, err := s.store.Enqueue(hookd.Job{Runtime: runtime, Trigger: hookd.TriggerAdmin, Requests: 1, Force: true, PullOnly: pullOnly, QueuedAt: time.Now()})
 	if err == nil {
 		s.waiters[id] = append(s.waiters[id], ch)
 	}
 	s.waitMu.Unlock()
 	if err != nil {
-		return store.Result{}, err
+		return hookd.Result{}, err
 	}
 	s.notify(runtime)
 	stopping := s.stopping
@@ -136,13 +127,13 @@ func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (s
 			// A job not taken yet stays queued for the next start: say so now. One being run
 			// is finished, so its result is worth the wait.
 			if j, ok, err := s.store.Pending(runtime); err != nil || (ok && j.ID == id) {
-				return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
+				return hookd.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
 			}
 			stopping = nil
 		case <-s.stopped:
-			return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
+			return hookd.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued for the next start)", runtime, ErrStopping, id)
 		case <-ctx.Done():
-			return store.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued)", runtime, ctx.Err(), id)
+			return hookd.Result{}, fmt.Errorf("refresh %s: %w (job %d stays queued)", runtime, ctx.Err(), id)
 		}
 	}
 }
@@ -259,17 +250,17 @@ func (s *Service) work(ctx context.Context, runtime string) {
 
 // execute runs one job to its end and returns its result; it never returns half-way through a
 // change to the runtime's containers.
-func (s *Service) execute(ctx context.Context, job store.Job) store.Result {
-	res := store.Result{
+func (s *Service) execute(ctx context.Context, job hookd.Job) hookd.Result {
+	res := hookd.Result{
 		JobID: job.ID, Runtime: job.Runtime, Trigger: job.Trigger, Requests: job.Requests,
-		Started: time.Now(), Pulled: []string{}, Failed: []store.Failure{}, Recreated: []string{},
+		Started: time.Now(), Pulled: []string{}, Failed: []hookd.Failure{}, Recreated: []string{},
 	}
 	rt, ok, err := s.catalog.Get(ctx, job.Runtime)
 	if err != nil {
-		return finished(&res, OutcomeFailed, err.Error())
+		return finished(&res, hookd.OutcomeFailed, err.Error())
 	}
 	if !ok {
-		return finished(&res, OutcomeFailed, "runtime is no longer configured")
+		return finished(&res, hookd.OutcomeFailed, "runtime is no longer configured")
 	}
 	res.Image = rt.Image
 	s.metrics.known(rt.Name) // a runtime discovered after the start gets its zero series too
@@ -278,43 +269,43 @@ func (s *Service) execute(ctx context.Context, job store.Job) store.Result {
 	digest, err := s.registry.Resolve(rctx, rt.Image)
 	cancel()
 	if err != nil {
-		res.Failed = append(res.Failed, store.Failure{Ref: rt.Image, Reason: err.Error()})
-		return finished(&res, OutcomeFailed, "resolve tag: "+err.Error())
+		res.Failed = append(res.Failed, hookd.Failure{Ref: rt.Image, Reason: err.Error()})
+		return finished(&res, hookd.OutcomeFailed, "resolve tag: "+err.Error())
 	}
 	res.Digest = digest
 	rec, err := s.store.UpdateRecord(rt.Name, func(r *store.Record) {
 		r.SeenDigest, r.SeenAt, r.SeenVia = digest, time.Now(), job.Trigger
 	})
 	if err != nil {
-		return finished(&res, OutcomeFailed, err.Error())
+		return finished(&res, hookd.OutcomeFailed, err.Error())
 	}
 	if rec.FailedDigest == digest && !job.Force {
-		return finished(&res, OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again")
+		return finished(&res, hookd.OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again")
 	}
 
 	repo := rt.Repository()
 	ref := repo + "@" + digest
 	img, err := s.pull(ctx, rt.Name, rt.Image, repo, digest)
 	if err != nil {
-		res.Failed = append(res.Failed, store.Failure{Ref: ref, Reason: err.Error()})
-		return finished(&res, OutcomeFailed, "pull: "+err.Error())
+		res.Failed = append(res.Failed, hookd.Failure{Ref: ref, Reason: err.Error()})
+		return finished(&res, hookd.OutcomeFailed, "pull: "+err.Error())
 	}
 	if img.pulled {
 		res.Pulled = append(res.Pulled, ref)
 	}
-	if !rt.ShouldRecreate() || job.PullOnly {
+	if !rt.Recreate || job.PullOnly {
 		// As after `docker pull`, the tag names the new image, for the next `docker run` or
 		// `compose up`.
 		if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
-			return finished(&res, OutcomeFailed, "tag: "+err.Error())
+			return finished(&res, hookd.OutcomeFailed, "tag: "+err.Error())
 		}
-		if !rt.ShouldRecreate() {
+		if !rt.Recreate {
 			s.markRunning(rt.Name, digest)
 		}
 		if img.pulled {
-			return finished(&res, OutcomePulled, "")
+			return finished(&res, hookd.OutcomePulled, "")
 		}
-		return finished(&res, OutcomeUpToDate, "the engine already holds "+digest)
+		return finished(&res, hookd.OutcomeUpToDate, "the engine already holds "+digest)
 	}
 	return s.rollout(ctx, rt, ref, img.id, &res)
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/statuspage"
 	"github.com/hookd/hookd/internal/store"
@@ -47,7 +47,7 @@ func newSite(t *testing.T, token string, tls bool) *site {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cat := catalog.New([]config.Runtime{{Name: "storefront", Image: image}}, nil, time.Minute)
+	cat := catalog.New([]hookd.Runtime{{Name: "storefront", Image: image}}, nil, time.Minute)
 	verifier, err := verify.NewGitHub([][]byte{[]byte(secret)})
 	if err != nil {
 		t.Fatal(err)
@@ -247,8 +247,8 @@ func TestStatusPageEscapesHostileInput(t *testing.T) {
 		t.Fatalf("take: %v %v", ok, err)
 	}
 	s.push("second") // pending again, behind the finished one
-	res := store.Result{JobID: job.ID, Runtime: "storefront", Trigger: job.Trigger, Outcome: "rolled_back", Image: image,
-		Digest: digest, Reason: `health gate: <script>alert(3)</script>`, Failed: []store.Failure{{Ref: "c1", Reason: `<b onmouseover=alert(4)>`}},
+	res := hookd.Result{JobID: job.ID, Runtime: "storefront", Trigger: job.Trigger, Outcome: "rolled_back", Image: image,
+		Digest: digest, Reason: `health gate: <script>alert(3)</script>`, Failed: []hookd.Failure{{Ref: "c1", Reason: `<b onmouseover=alert(4)>`}},
 		Started: time.Now().Add(-3 * time.Second), Finished: time.Now()}
 	if err := s.store.Finish(res); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/admin"
 	"github.com/hookd/hookd/internal/webhook"
 )
@@ -71,34 +72,27 @@ func short(digest string) string {
 	if digest == "" {
 		return "—"
 	}
-	algo, hexPart, ok := strings.Cut(digest, ":")
-	if !ok || len(hexPart) <= 12 {
-		return digest
+	if s := hookd.ShortDigest(digest); s != digest {
+		return s + "…"
 	}
-	return algo + ":" + hexPart[:12] + "…"
+	return digest
 }
 
-var outcomeWords = map[string]string{
-	"rolled_out":  "rolled out",
-	"rolled_back": "rolled back",
-	"up_to_date":  "up to date",
-	"pulled":      "pulled",
-	"skipped":     "skipped: failed before",
-	"failed":      "failed",
-}
-
-func outcomeText(o string) string {
-	if w, ok := outcomeWords[o]; ok {
-		return w
+// outcomeText and outcomeClass serve job outcomes and delivery outcomes alike.
+func outcomeText(v any) string {
+	o := fmt.Sprint(v)
+	if hookd.Outcome(o) == hookd.OutcomeSkipped {
+		return "skipped: failed before"
 	}
-	return o
+	return hookd.Outcome(o).Words()
 }
 
-func outcomeClass(o string) string {
-	switch o {
-	case "rolled_out", "up_to_date", "pulled", "queued", "pong":
+func outcomeClass(v any) string {
+	o := fmt.Sprint(v)
+	switch {
+	case hookd.Outcome(o).Good(), o == "queued", o == "pong":
 		return "ok"
-	case "rolled_back", "skipped", "duplicate", "ignored":
+	case hookd.Outcome(o) == hookd.OutcomeRolledBack, hookd.Outcome(o) == hookd.OutcomeSkipped, o == "duplicate", o == "ignored":
 		return "warn"
 	}
 	return "bad"

@@ -5,21 +5,23 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookd/hookd"
 )
 
 var bucketRecords = []byte("records")
 
 // Record is what hookd knows of one runtime's digests; webhook, poll and admin all update it.
 type Record struct {
-	Runtime       string    `json:"runtime"`
-	SeenDigest    string    `json:"seen_digest,omitempty"` // what the registry last said the tag points to
-	SeenAt        time.Time `json:"seen_at,omitzero"`
-	SeenVia       string    `json:"seen_via,omitempty"` // webhook, poll or admin
-	RunningDigest string    `json:"running_digest,omitempty"`
-	RunningAt     time.Time `json:"running_at,omitzero"`
-	FailedDigest  string    `json:"failed_digest,omitempty"` // not retried automatically
-	FailedAt      time.Time `json:"failed_at,omitzero"`
-	FailedReason  string    `json:"failed_reason,omitempty"`
+	Runtime       string        `json:"runtime"`
+	SeenDigest    string        `json:"seen_digest,omitempty"` // what the registry last said the tag points to
+	SeenAt        time.Time     `json:"seen_at,omitzero"`
+	SeenVia       hookd.Trigger `json:"seen_via,omitempty"` // webhook, poll or admin
+	RunningDigest string        `json:"running_digest,omitempty"`
+	RunningAt     time.Time     `json:"running_at,omitzero"`
+	FailedDigest  string        `json:"failed_digest,omitempty"` // not retried automatically
+	FailedAt      time.Time     `json:"failed_at,omitzero"`
+	FailedReason  string        `json:"failed_reason,omitempty"`
 }
 
 // UpdateRecord applies change to the runtime's record in one transaction and returns the result.

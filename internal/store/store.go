@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/hookd/hookd"
 )
 
 var (
@@ -23,66 +25,6 @@ var (
 
 // ErrLocked means another hookd process holds the state file.
 var ErrLocked = errors.New("state file is in use by another hookd process")
-
-// Triggers: what queued a job, and by which path a digest was learned.
-const (
-	TriggerWebhook = "webhook"
-	TriggerPoll    = "poll"
-	TriggerAdmin   = "admin"
-)
-
-// Job is the work queued for one runtime. Several requests for a runtime that arrive while
-// its job is still pending merge into that one job.
-type Job struct {
-	ID         uint64    `json:"id"`
-	Runtime    string    `json:"runtime"`
-	Trigger    string    `json:"trigger"` // webhook, poll or admin: what queued it first
-	Deliveries []string  `json:"deliveries,omitempty"`
-	Hint       string    `json:"hint,omitempty"` // digest named by the last delivery; the registry decides
-	Requests   int       `json:"requests"`
-	Force      bool      `json:"force,omitempty"`     // try even a digest that failed before
-	PullOnly   bool      `json:"pull_only,omitempty"` // every merged request asked for a pull only
-	QueuedAt   time.Time `json:"queued_at"`
-}
-
-const maxDeliveriesPerJob = 16
-
-func (j *Job) merge(n Job) {
-	j.Requests += n.Requests
-	j.Deliveries = append(j.Deliveries, n.Deliveries...)
-	if over := len(j.Deliveries) - maxDeliveriesPerJob; over > 0 {
-		j.Deliveries = j.Deliveries[over:]
-	}
-	if n.Hint != "" {
-		j.Hint = n.Hint
-	}
-	j.Force = j.Force || n.Force
-	j.PullOnly = j.PullOnly && n.PullOnly
-}
-
-// Result is the outcome of one job.
-type Result struct {
-	JobID      uint64    `json:"job_id"`
-	Runtime    string    `json:"runtime"`
-	Trigger    string    `json:"trigger"`
-	Outcome    string    `json:"result"` // see refresh's outcome constants
-	Image      string    `json:"image"`
-	Digest     string    `json:"digest,omitempty"`
-	Pulled     []string  `json:"pulled"`
-	Failed     []Failure `json:"failed"`
-	Recreated  []string  `json:"recreated"`
-	RolledBack []string  `json:"rolled_back,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	Requests   int       `json:"requests"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-}
-
-// Failure names what failed and why.
-type Failure struct {
-	Ref    string `json:"ref"`
-	Reason string `json:"reason"`
-}
 
 type delivery struct {
 	At       time.Time `json:"at"`
@@ -140,7 +82,7 @@ func (s *Store) Ping() error {
 
 // Accept records a delivery id and queues its jobs in one durable transaction. When the id was
 // taken before, nothing is written and dup is true.
-func (s *Store) Accept(deliveryID string, at time.Time, jobs []Job) (dup bool, err error) {
+func (s *Store) Accept(deliveryID string, at time.Time, jobs []hookd.Job) (dup bool, err error) {
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		dup = false // Batch may run this function again; start clean each time
 		seen := tx.Bucket(bucketDeliveries)
@@ -165,7 +107,7 @@ func (s *Store) Accept(deliveryID string, at time.Time, jobs []Job) (dup bool, e
 
 // Enqueue queues a job, merging it into the runtime's pending job if there is one, and returns
 // the id of the pending job that now carries the request.
-func (s *Store) Enqueue(j Job) (id uint64, err error) {
+func (s *Store) Enqueue(j hookd.Job) (id uint64, err error) {
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		id, err = enqueue(tx, j)
 		return err
@@ -176,18 +118,18 @@ func (s *Store) Enqueue(j Job) (id uint64, err error) {
 	return id, nil
 }
 
-func enqueue(tx *bolt.Tx, j Job) (uint64, error) {
+func enqueue(tx *bolt.Tx, j hookd.Job) (uint64, error) {
 	b := tx.Bucket(bucketPending)
 	if j.Requests == 0 {
 		j.Requests = 1
 	}
-	var cur Job
+	var cur hookd.Job
 	found, err := getJSON(b, j.Runtime, &cur)
 	if err != nil {
 		return 0, err
 	}
 	if found {
-		cur.merge(j)
+		cur.Merge(j)
 		return cur.ID, putJSON(b, j.Runtime, cur)
 	}
 	if j.ID, err = b.NextSequence(); err != nil {
@@ -197,7 +139,7 @@ func enqueue(tx *bolt.Tx, j Job) (uint64, error) {
 }
 
 // Take moves the runtime's pending job to running and returns it; ok is false when none waits.
-func (s *Store) Take(runtime string) (j Job, ok bool, err error) {
+func (s *Store) Take(runtime string) (j hookd.Job, ok bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		if ok, err = getJSON(pending, runtime, &j); err != nil || !ok {
@@ -209,13 +151,13 @@ func (s *Store) Take(runtime string) (j Job, ok bool, err error) {
 		return putJSON(tx.Bucket(bucketRunning), runtime, j)
 	})
 	if err != nil {
-		return Job{}, false, fmt.Errorf("take job for %s: %w", runtime, err)
+		return hookd.Job{}, false, fmt.Errorf("take job for %s: %w", runtime, err)
 	}
 	return j, ok, nil
 }
 
 // Finish records the result of the running job and clears it.
-func (s *Store) Finish(res Result) error {
+func (s *Store) Finish(res hookd.Result) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketRunning).Delete([]byte(res.Runtime)); err != nil {
 			return err
@@ -234,9 +176,9 @@ func (s *Store) Resume() ([]string, error) {
 	var runtimes []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		running := tx.Bucket(bucketRunning)
-		var interrupted []Job
+		var interrupted []hookd.Job
 		err := running.ForEach(func(k, v []byte) error {
-			var j Job
+			var j hookd.Job
 			if err := json.Unmarshal(v, &j); err != nil {
 				return fmt.Errorf("running job %s: %w", k, err)
 			}
@@ -253,13 +195,13 @@ func (s *Store) Resume() ([]string, error) {
 			// The pending job merges into the interrupted one but keeps its id: a manual refresh
 			// queued since the start may be waiting on it, while nothing can wait on the other.
 			pending := tx.Bucket(bucketPending)
-			var later Job
+			var later hookd.Job
 			found, err := getJSON(pending, j.Runtime, &later)
 			if err != nil {
 				return err
 			}
 			if found {
-				j.merge(later)
+				j.Merge(later)
 				j.ID = later.ID
 			}
 			if err := putJSON(pending, j.Runtime, j); err != nil {
@@ -279,7 +221,7 @@ func (s *Store) Resume() ([]string, error) {
 }
 
 // Pending returns the runtime's pending job, if any.
-func (s *Store) Pending(runtime string) (j Job, ok bool, err error) {
+func (s *Store) Pending(runtime string) (j hookd.Job, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ok, err = getJSON(tx.Bucket(bucketPending), runtime, &j)
 		return err
@@ -288,7 +230,7 @@ func (s *Store) Pending(runtime string) (j Job, ok bool, err error) {
 }
 
 // LastResult returns the runtime's most recent result, if any.
-func (s *Store) LastResult(runtime string) (r Result, ok bool, err error) {
+func (s *Store) LastResult(runtime string) (r hookd.Result, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ok, err = getJSON(tx.Bucket(bucketResults), runtime, &r)
 		return err

@@ -3,6 +3,8 @@ package store
 import (
 	"testing"
 	"time"
+
+	"github.com/hookd/hookd"
 )
 
 func open(t *testing.T, dir string) *Store {
@@ -26,8 +28,8 @@ func TestOpenTwiceIsLocked(t *testing.T) {
 func TestAcceptMergesAndDeduplicates(t *testing.T) {
 	s := open(t, t.TempDir())
 	now := time.Now()
-	job := func(id string) []Job {
-		return []Job{{Runtime: "r", Trigger: TriggerWebhook, Deliveries: []string{id}, Requests: 1}}
+	job := func(id string) []hookd.Job {
+		return []hookd.Job{{Runtime: "r", Trigger: hookd.TriggerWebhook, Deliveries: []string{id}, Requests: 1}}
 	}
 	for _, id := range []string{"d1", "d2", "d1"} {
 		if _, err := s.Accept(id, now, job(id)); err != nil {
@@ -54,14 +56,14 @@ func TestAcceptMergesAndDeduplicates(t *testing.T) {
 func TestResumeMergesInterruptedIntoPending(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	first, err := s.Enqueue(Job{Runtime: "r", Trigger: TriggerWebhook, Hint: "sha256:a"})
+	first, err := s.Enqueue(hookd.Job{Runtime: "r", Trigger: hookd.TriggerWebhook, Hint: "sha256:a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if j, ok, err := s.Take("r"); err != nil || !ok || j.ID != first {
 		t.Fatalf("take: %+v %v %v", j, ok, err)
 	}
-	later, err := s.Enqueue(Job{Runtime: "r", Trigger: TriggerAdmin, Force: true})
+	later, err := s.Enqueue(hookd.Job{Runtime: "r", Trigger: hookd.TriggerAdmin, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +75,13 @@ func TestResumeMergesInterruptedIntoPending(t *testing.T) {
 		t.Fatalf("resume: %v %v", runtimes, err)
 	}
 	j, ok, err := s.Pending("r")
-	if err != nil || !ok || j.ID != later || j.Requests != 2 || !j.Force || j.Trigger != TriggerWebhook || j.Hint != "sha256:a" {
+	if err != nil || !ok || j.ID != later || j.Requests != 2 || !j.Force || j.Trigger != hookd.TriggerWebhook || j.Hint != "sha256:a" {
 		t.Fatalf("resumed job %+v, want id %d carrying both requests", j, later)
 	}
 	if _, ok, _ := s.Take("r"); !ok {
 		t.Fatal("resumed job cannot be taken")
 	}
-	if err := s.Finish(Result{Runtime: "r", JobID: later, Outcome: "rolled_out"}); err != nil {
+	if err := s.Finish(hookd.Result{Runtime: "r", JobID: later, Outcome: "rolled_out"}); err != nil {
 		t.Fatal(err)
 	}
 	if runtimes, _ := s.Resume(); len(runtimes) != 0 {

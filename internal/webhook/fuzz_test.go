@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
 	"github.com/hookd/hookd/internal/webhook"
@@ -166,7 +167,7 @@ func FuzzIntake(f *testing.F) {
 			t.Fatalf("status %d: answer %q is not JSON with a status or an error (%v)", code, rec.Body, err)
 		}
 		valid := header == verify.Sign(secret, body) || header == verify.Sign(oldSecret, body)
-		queued := map[string]store.Job{}
+		queued := map[string]hookd.Job{}
 		for _, r := range runtimes {
 			j, ok, err := st.Pending(r)
 			if err != nil {
@@ -201,7 +202,7 @@ func drain(t *testing.T, st *store.Store, runtimes []string) {
 		if !ok {
 			continue
 		}
-		if err := st.Finish(store.Result{JobID: j.ID, Runtime: r}); err != nil {
+		if err := st.Finish(hookd.Result{JobID: j.ID, Runtime: r}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
@@ -62,7 +62,7 @@ func newHandler(tb testing.TB, dir string, maxBody int64) (*echo.Echo, *store.St
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	runtimes := []config.Runtime{
+	runtimes := []hookd.Runtime{
 		{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"},
 		{Name: "nested", Image: "ghcr.io/molecule-ai/tools/builder:stable"},
 	}
@@ -89,9 +89,9 @@ func (in *intake) send(t *testing.T, d webhooktest.Delivery) (int, map[string]an
 }
 
 // pending returns the pending job of each runtime that has one.
-func (in *intake) pending(t *testing.T) map[string]store.Job {
+func (in *intake) pending(t *testing.T) map[string]hookd.Job {
 	t.Helper()
-	out := map[string]store.Job{}
+	out := map[string]hookd.Job{}
 	for _, r := range []string{"claude-code", "nested"} {
 		j, ok, err := in.store.Pending(r)
 		if err != nil {
@@ -210,7 +210,7 @@ func TestIntakeQueuesMappedPushes(t *testing.T) {
 				t.Fatalf("runtimes %v, want [%s]", answer["runtimes"], c.runtime)
 			}
 			j, ok := in.pending(t)[c.runtime]
-			if !ok || j.Hint != digestNew || j.Trigger != store.TriggerWebhook {
+			if !ok || j.Hint != digestNew || j.Trigger != hookd.TriggerWebhook {
 				t.Fatalf("pending job %+v (ok=%v), want one with hint %s", j, ok, digestNew)
 			}
 		})

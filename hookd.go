@@ -1,0 +1,144 @@
+// Package hookd holds the words every layer of hookd shares: a Runtime and the Job queued for
+// it, the Result a job ends with and its Outcome. Config produces runtimes, the intake, the
+// poll and the admin API queue jobs, refresh turns them into results, and the store, the
+// status page, notifications and the CLI report them, all in these terms.
+package hookd
+
+import (
+	"strings"
+	"time"
+)
+
+// Runtime is a named group of containers that follow one image tag.
+type Runtime struct {
+	Name  string
+	Image string // normalized "host/repo:tag"
+	// Recreate is false for a pull-only runtime: the image is pulled and tagged, nothing else.
+	Recreate bool
+	// A new container must stay up MinUptime and, with a healthcheck, become healthy within
+	// HealthTimeout.
+	MinUptime     time.Duration
+	HealthTimeout time.Duration
+	Parallel      int  // containers switched at once
+	Cleanup       bool // remove the old image when nothing uses it
+}
+
+// Gate defaults for a runtime that does not set them.
+const (
+	DefaultMinUptime     = 10 * time.Second
+	DefaultHealthTimeout = 60 * time.Second
+)
+
+// NewRuntime returns a runtime with every default: recreate, one container at a time, the
+// default gate.
+func NewRuntime(name, image string) Runtime {
+	return Runtime{Name: name, Image: image, Recreate: true, MinUptime: DefaultMinUptime, HealthTimeout: DefaultHealthTimeout, Parallel: 1}
+}
+
+// Repository is the image without its tag ("host/repo").
+func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
+
+// Tag is the tag the runtime follows.
+func (r Runtime) Tag() string { return r.Image[strings.LastIndex(r.Image, ":")+1:] }
+
+// Gate returns how long a new container must stay up and how long it may take to become healthy.
+func (r Runtime) Gate() (minUptime, healthTimeout time.Duration) {
+	return r.MinUptime, r.HealthTimeout
+}
+
+// Trigger says what queued a job, and by which path a digest was learned.
+type Trigger string
+
+const (
+	TriggerWebhook Trigger = "webhook"
+	TriggerPoll    Trigger = "poll"
+	TriggerAdmin   Trigger = "admin"
+)
+
+// Job is the work queued for one runtime. Several requests for a runtime that arrive while its
+// job is still pending merge into that one job.
+type Job struct {
+	ID         uint64    `json:"id"`
+	Runtime    string    `json:"runtime"`
+	Trigger    Trigger   `json:"trigger"` // what queued it first
+	Deliveries []string  `json:"deliveries,omitempty"`
+	Hint       string    `json:"hint,omitempty"` // digest named by the last delivery; the registry decides
+	Requests   int       `json:"requests"`
+	Force      bool      `json:"force,omitempty"`     // try even a digest that failed before
+	PullOnly   bool      `json:"pull_only,omitempty"` // every merged request asked for a pull only
+	QueuedAt   time.Time `json:"queued_at"`
+}
+
+// MaxDeliveriesPerJob bounds the delivery ids a merged job remembers.
+const MaxDeliveriesPerJob = 16
+
+// Merge folds a later request for the same runtime into j.
+func (j *Job) Merge(n Job) {
+	j.Requests += n.Requests
+	j.Deliveries = append(j.Deliveries, n.Deliveries...)
+	if over := len(j.Deliveries) - MaxDeliveriesPerJob; over > 0 {
+		j.Deliveries = j.Deliveries[over:]
+	}
+	if n.Hint != "" {
+		j.Hint = n.Hint
+	}
+	j.Force = j.Force || n.Force
+	j.PullOnly = j.PullOnly && n.PullOnly
+}
+
+// Outcome is how a job ended: the values of hookd_refresh_total's result label.
+type Outcome string
+
+const (
+	OutcomePulled     Outcome = "pulled"      // pull-only runtime now holds the digest
+	OutcomeUpToDate   Outcome = "up_to_date"  // nothing to do: the containers already run the digest
+	OutcomeRolledOut  Outcome = "rolled_out"  // every container now runs the new digest
+	OutcomeRolledBack Outcome = "rolled_back" // the new digest failed; every container is back on the old one
+	OutcomeSkipped    Outcome = "skipped"     // the digest failed before and is not retried automatically
+	OutcomeFailed     Outcome = "failed"      // could not resolve, pull or finish; nothing is left changed
+)
+
+// Outcomes lists every outcome, for zero metric series and config validation.
+func Outcomes() []Outcome {
+	return []Outcome{OutcomePulled, OutcomeUpToDate, OutcomeRolledOut, OutcomeRolledBack, OutcomeSkipped, OutcomeFailed}
+}
+
+// Words is the outcome as a person reads it ("rolled out").
+func (o Outcome) Words() string { return strings.ReplaceAll(string(o), "_", " ") }
+
+// Good reports whether the outcome leaves the runtime where it should be.
+func (o Outcome) Good() bool {
+	return o == OutcomeRolledOut || o == OutcomeUpToDate || o == OutcomePulled
+}
+
+// Result is the outcome of one job.
+type Result struct {
+	JobID      uint64    `json:"job_id"`
+	Runtime    string    `json:"runtime"`
+	Trigger    Trigger   `json:"trigger"`
+	Outcome    Outcome   `json:"result"`
+	Image      string    `json:"image"`
+	Digest     string    `json:"digest,omitempty"`
+	Pulled     []string  `json:"pulled"`
+	Failed     []Failure `json:"failed"`
+	Recreated  []string  `json:"recreated"`
+	RolledBack []string  `json:"rolled_back,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Requests   int       `json:"requests"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+}
+
+// Failure names what failed and why.
+type Failure struct {
+	Ref    string `json:"ref"`
+	Reason string `json:"reason"`
+}
+
+// ShortDigest is a digest cut to what a person reads ("sha256:" and 12 hex digits).
+func ShortDigest(d string) string {
+	if len(d) > len("sha256:")+12 {
+		return d[:len("sha256:")+12]
+	}
+	return d
+}
