@@ -29,6 +29,9 @@ const (
 	DefaultHealthTimeout = 60 * time.Second
 )
 
+// DefaultRolloutsParallel is how many runtimes roll out at once unless configured.
+const DefaultRolloutsParallel = 4
+
 // NewRuntime returns a runtime with every default: recreate, one container at a time, the
 // default gate.
 func NewRuntime(name, image string) Runtime {

@@ -158,7 +158,7 @@ func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	cat := catalog.New(cfg.Runtimes, eng, discoveryMaxAge)
 	metrics.MustRegister(admin.NewBehindCollector(cat, st))
 	notifier := notify.New(cfg.Notify, notify.NewMetrics(metrics), log, notify.WithVersion(version))
-	svc := refresh.New(st, cat, reg, eng, refresh.NewMetrics(metrics), log, notifier)
+	svc := refresh.New(st, cat, reg, eng, cfg.Rollouts.Parallel, refresh.NewMetrics(metrics), log, notifier)
 	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics, notifier: notifier}, nil
 }
 

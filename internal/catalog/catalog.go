@@ -140,19 +140,44 @@ func (c *Catalog) Members(ctx context.Context, r hookd.Runtime) ([]engine.Contai
 	if err != nil {
 		return nil, err
 	}
-	var out []engine.Container
+	return c.group(all)[r.Name], nil
+}
+
+// MembersByRuntime returns every runtime's containers from one listing of the engine, for a
+// pass over all runtimes.
+func (c *Catalog) MembersByRuntime(ctx context.Context) (map[string][]engine.Container, error) {
+	var all []engine.Container
+	var err error
+	if c.zeroConfig {
+		all, err = c.lister.List(ctx, LabelEnable, "true")
+	} else {
+		all, err = c.lister.List(ctx, LabelRuntime, "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.group(all), nil
+}
+
+// group sorts listed containers into runtimes: by label, or in zero-config mode by the image
+// reference they were created from. hookd's own temporary containers belong to none.
+func (c *Catalog) group(all []engine.Container) map[string][]engine.Container {
+	out := map[string][]engine.Container{}
 	for _, ct := range all {
 		if strings.HasSuffix(ct.Name, TempSuffix) || strings.HasSuffix(ct.Name, AsideSuffix) {
 			continue
 		}
+		name := ct.Labels[LabelRuntime]
 		if c.zeroConfig {
-			if img, err := config.NormalizeImage(ct.Image); err != nil || img != r.Image {
+			img, err := config.NormalizeImage(ct.Image)
+			if err != nil {
 				continue
 			}
+			name = img // a zero-config runtime is named after its image
 		}
-		out = append(out, ct)
+		out[name] = append(out[name], ct)
 	}
-	return out, nil
+	return out
 }
 
 // refresh re-reads the labelled containers in zero-config mode when the view is stale, or

@@ -27,6 +27,7 @@ type Config struct {
 	Admin        Admin         `yaml:"admin"`
 	Poll         Poll          `yaml:"poll"`
 	Log          Log           `yaml:"log"`
+	Rollouts     Rollouts      `yaml:"rollouts"`
 	RuntimeSpecs []RuntimeSpec `yaml:"runtimes"`
 	Notify       []Notify      `yaml:"notify"`
 
@@ -53,6 +54,12 @@ type Poll struct {
 	Interval Duration `yaml:"interval"`
 	// Pace is the least time between two requests to one registry host, for polls and rollouts.
 	Pace Duration `yaml:"pace"`
+}
+
+// Rollouts bounds the work of all runtimes together.
+type Rollouts struct {
+	// Parallel is how many runtimes are rolled out at once; the others wait their turn.
+	Parallel int `yaml:"parallel"`
 }
 
 type Log struct {
@@ -226,6 +233,9 @@ func (c *Config) applyDefaults() {
 	def(&c.Log.Format, "json")
 	c.RegistryHost = strings.ToLower(c.RegistryHost)
 	c.Log.Level, c.Log.Format = strings.ToLower(c.Log.Level), strings.ToLower(c.Log.Format)
+	if c.Rollouts.Parallel == 0 {
+		c.Rollouts.Parallel = hookd.DefaultRolloutsParallel
+	}
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -291,6 +301,9 @@ func (c *Config) validate() []error {
 	}
 	if c.Webhook.MaxBodyBytes < 0 {
 		bad("webhook.max_body_bytes must be positive")
+	}
+	if c.Rollouts.Parallel < 0 {
+		bad("rollouts.parallel must be at least 1")
 	}
 	if c.Poll.Interval < 0 || c.Poll.Pace < 0 {
 		bad("poll.interval and poll.pace must not be negative")

@@ -29,9 +29,12 @@ type Container struct {
 	AutoRemove bool
 }
 
-// List returns every container, running or not, labelled label=value,
-// sorted by name.
+// List returns every container, running or not, labelled label=value (any
+// value when value is ""), sorted by name.
 func (e *Engine) List(ctx context.Context, label, value string) ([]Container, error) {
+	if value == "" {
+		return e.list(ctx, label)
+	}
 	return e.list(ctx, label+"="+value)
 }
 

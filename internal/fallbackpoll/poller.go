@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd"
-	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
@@ -48,11 +47,28 @@ type Submitter interface {
 	Submit(ctx context.Context, j hookd.Job) (uint64, error)
 }
 
+// Catalog knows the runtimes and, in one listing per pass, their containers.
+type Catalog interface {
+	All(ctx context.Context) ([]hookd.Runtime, error)
+	MembersByRuntime(ctx context.Context) (map[string][]engine.Container, error)
+}
+
+// Resolver asks the registry what a tag points to now.
+type Resolver interface {
+	Resolve(ctx context.Context, image string) (string, error)
+}
+
+// Engine is what the poll reads of the Docker engine.
+type Engine interface {
+	HasImage(ctx context.Context, repo, digest string) (id string, ok bool, err error)
+	SelfID(ctx context.Context) string
+}
+
 // Poller runs the fallback poll.
 type Poller struct {
-	catalog  *catalog.Catalog
-	registry *registry.Client
-	engine   *engine.Engine
+	catalog  Catalog
+	registry Resolver
+	engine   Engine
 	store    *store.Store
 	submit   Submitter
 	interval time.Duration
@@ -61,7 +77,7 @@ type Poller struct {
 }
 
 // New returns a poller that checks every runtime each interval (0 turns it off).
-func New(cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, st *store.Store, submit Submitter, interval time.Duration, m *Metrics, log *slog.Logger) *Poller {
+func New(cat Catalog, reg Resolver, eng Engine, st *store.Store, submit Submitter, interval time.Duration, m *Metrics, log *slog.Logger) *Poller {
 	return &Poller{catalog: cat, registry: reg, engine: eng, store: st, submit: submit, interval: interval, metrics: m, log: log}
 }
 
@@ -118,6 +134,10 @@ func (p *Poller) Pass(ctx context.Context) {
 		p.log.Error("fallback poll: list runtimes", "err", err)
 		return
 	}
+	// One listing of the containers for the whole pass, not one per runtime.
+	members, membersErr := p.catalog.MembersByRuntime(ctx)
+	self := p.engine.SelfID(ctx)
+	view := func(rt hookd.Runtime) ([]engine.Container, string, error) { return members[rt.Name], self, membersErr }
 	byHost := map[string][]hookd.Runtime{}
 	for _, rt := range runtimes {
 		host, _, _ := strings.Cut(rt.Image, "/")
@@ -138,7 +158,7 @@ func (p *Poller) Pass(ctx context.Context) {
 					if ctx.Err() != nil {
 						return
 					}
-					res := p.check(ctx, rt)
+					res := p.check(ctx, rt, view)
 					p.metrics.checks.WithLabelValues(res).Inc()
 					if res == ResultError || res == ResultLimited {
 						mu.Lock()
@@ -155,7 +175,10 @@ func (p *Poller) Pass(ctx context.Context) {
 	}
 }
 
-func (p *Poller) check(ctx context.Context, rt hookd.Runtime) string {
+// view returns the runtime's containers and hookd's own container id, as listed for the pass.
+type view func(hookd.Runtime) (members []engine.Container, self string, err error)
+
+func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view) string {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rec, err := p.store.Record(rt.Name)
@@ -163,7 +186,9 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime) string {
 		p.log.Error("fallback poll: read record", "runtime", rt.Name, "err", err)
 		return ResultError
 	}
-	if rec.SeenVia == hookd.TriggerWebhook && time.Since(rec.SeenAt) < p.interval {
+	// A delivery confirms a runtime only once it runs what the delivery announced: a job that
+	// failed after the tag resolved (a pull, an engine away) is checked again on this pass.
+	if rec.SeenVia == hookd.TriggerWebhook && time.Since(rec.SeenAt) < p.interval && rec.RunningDigest == rec.SeenDigest {
 		return ResultConfirmed
 	}
 	digest, err := p.registry.Resolve(ctx, rt.Image)
@@ -181,7 +206,7 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime) string {
 	if p.rolling(rt.Name) {
 		return ResultBusy
 	}
-	current, engineErr := p.runs(ctx, rt, digest)
+	current, engineErr := p.runs(ctx, rt, digest, view)
 	if p.rolling(rt.Name) {
 		return ResultBusy
 	}
@@ -231,7 +256,7 @@ func (p *Poller) rolling(runtime string) bool {
 
 // runs reports whether the runtime already has digest: every container of a recreating runtime
 // runs it, or the engine holds it for a pull-only one.
-func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string) (bool, error) {
+func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view view) (bool, error) {
 	imageID, held, err := p.engine.HasImage(ctx, rt.Repository(), digest)
 	if err != nil || !held {
 		return false, err
@@ -239,11 +264,10 @@ func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string) (boo
 	if !rt.Recreate {
 		return true, nil
 	}
-	members, err := p.catalog.Members(ctx, rt)
+	members, self, err := view(rt)
 	if err != nil {
 		return false, err
 	}
-	self := p.engine.SelfID(ctx)
 	for _, c := range members {
 		if c.ImageID != imageID && c.ID != self {
 			return false, nil

@@ -68,7 +68,7 @@ func newWorld(tb testing.TB, pace time.Duration) *world {
 func (w *world) poller(runtimes []hookd.Runtime, interval time.Duration) *fallbackpoll.Poller {
 	cat := catalog.New(runtimes, w.eng, time.Minute)
 	w.metrics.MustRegister(admin.NewBehindCollector(cat, w.store))
-	svc := refresh.New(w.store, cat, w.client, w.eng, refresh.NewMetrics(w.metrics), w.log)
+	svc := refresh.New(w.store, cat, w.client, w.eng, 0, refresh.NewMetrics(w.metrics), w.log)
 	return fallbackpoll.New(cat, w.client, w.eng, w.store, svc, interval, fallbackpoll.NewMetrics(w.metrics), w.log)
 }
 

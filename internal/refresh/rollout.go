@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,10 +34,10 @@ type digestFault struct{ error }
 
 func (f digestFault) Unwrap() error { return f.error }
 
-// imageFault wraps a create or start error as the image's fault, unless the engine said it was
-// something else: a deadline, a name or port conflict, a missing network or volume.
+// imageFault wraps a create or start error as the image's fault, unless it is the engine's or
+// the host's: a deadline, a name or port conflict, a missing network or volume, a daemon away.
 func imageFault(ctx context.Context, err error) error {
-	if ctx.Err() != nil || engine.IsConflict(err) || engine.IsNotFound(err) {
+	if ctx.Err() != nil || engine.IsEngineFault(err) {
 		return err
 	}
 	return digestFault{err}
@@ -63,6 +65,9 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		case c.AutoRemove && c.Running:
 			// Stopping it would delete it, leaving nothing to roll back to.
 			return finished(res, hookd.OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
+		case c.State == "paused":
+			// A running replacement would undo what the user paused it for.
+			return finished(res, hookd.OutcomeFailed, c.Name+" is paused; unpause it (or remove its label) and hookd rolls the runtime out")
 		default:
 			todo = append(todo, c)
 		}
@@ -84,6 +89,12 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		Runtime: rt.Name, JobID: res.JobID, Ref: ref, Image: rt.Image, OldImageID: todo[0].ImageID,
 		Cleanup: rt.Cleanup, Containers: map[string]*store.Switch{},
 	}}
+	// A name taken by a container hookd did not make is the user's: nothing is touched.
+	for _, c := range todo {
+		if err := s.checkTempName(ctx, c); err != nil {
+			return finished(res, hookd.OutcomeFailed, err.Error())
+		}
+	}
 	minUptime, healthTimeout := rt.Gate()
 	for start := 0; start < len(todo); start += rt.Parallel {
 		batch := todo[start:min(start+rt.Parallel, len(todo))]
@@ -141,7 +152,7 @@ func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *ho
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
 	if err := s.revert(rctx, j.r); err != nil {
-		return finished(res, hookd.OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (finished before the next rollout and at the next start): %v", cause, err))
+		return finished(res, hookd.OutcomeFailed, fmt.Sprintf("%v; roll back incomplete (hookd keeps trying, with backoff, before anything else for this runtime): %v", cause, err))
 	}
 	return finished(res, hookd.OutcomeRolledBack, cause.Error())
 }
@@ -173,6 +184,9 @@ type journal struct {
 func (j *journal) step(sw *store.Switch, step string, change func()) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if _, ok := j.r.Containers[sw.Name]; !ok {
+		sw.Seq = len(j.r.Containers) + 1 // a revert undoes the switches in the reverse order
+	}
 	sw.Step = step
 	if change != nil {
 		change()
@@ -193,10 +207,11 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	if err := j.step(sw, store.StepCreate, nil); err != nil {
 		return err
 	}
-	// A temporary container under this name can only be a leftover of hookd's own.
-	if stale, err := s.engine.Inspect(ctx, sw.TempName); err == nil && stale.ID != c.ID {
-		if err := s.engine.Remove(ctx, stale.ID); err != nil {
-			return fmt.Errorf("%s: remove leftover %s: %w", c.Name, sw.TempName, err)
+	if stale, err := s.ownTemp(ctx, sw); err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
+	} else if stale != "" {
+		if err := s.engine.Remove(ctx, stale); err != nil {
+			return fmt.Errorf("%s: remove hookd's leftover %s: %w", c.Name, sw.TempName, err)
 		}
 	}
 	image := c.Image
@@ -238,13 +253,14 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	if err := s.engine.Stop(ctx, c.ID); err != nil {
 		return fmt.Errorf("%s: stop: %w", c.Name, err)
 	}
+	started := time.Now()
 	if err := s.engine.Start(ctx, newID); err != nil {
 		return imageFault(ctx, fmt.Errorf("%s: start: %w", c.Name, err))
 	}
 	if err := j.step(sw, store.StepStartNew, nil); err != nil {
 		return err
 	}
-	if err := s.gate(ctx, newID, rt); err != nil {
+	if err := s.gate(ctx, newID, rt, started); err != nil {
 		return fmt.Errorf("%s: %w", c.Name, err)
 	}
 	return j.step(sw, store.StepSwitched, nil)
@@ -252,7 +268,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 
 // gate passes when the container has stayed up for min_uptime without restarting and, where it
 // has a healthcheck, reports healthy within health_timeout. Its verdicts are digestFaults.
-func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime) error {
+func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime, started time.Time) error {
 	minUptime, healthTimeout := rt.Gate()
 	healthTimeout = max(healthTimeout, minUptime)
 	began := time.Now()
@@ -265,10 +281,8 @@ func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime) error {
 		}
 		// A new container starts with no restarts: any means it died and the engine restarted it.
 		switch {
-		case st.RestartCount > 0 || st.Status == "restarting":
-			return digestFault{fmt.Errorf("restarted during the first %s (exit code %d)", minUptime, st.ExitCode)}
-		case !st.Running:
-			return digestFault{fmt.Errorf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))}
+		case st.RestartCount > 0 || st.Status == "restarting" || !st.Running:
+			return s.exitFault(ctx, id, started, st, minUptime)
 		case st.Health == "unhealthy":
 			return digestFault{errors.New("healthcheck reports unhealthy")}
 		}
@@ -285,6 +299,23 @@ func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// exitFault explains a new container that stopped running during its gate. It is the image's
+// fault unless someone asked it to stop: a user, or the engine shutting down.
+func (s *Service) exitFault(ctx context.Context, id string, started time.Time, st engine.State, minUptime time.Duration) error {
+	what := fmt.Sprintf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))
+	if st.RestartCount > 0 || st.Status == "restarting" {
+		what = fmt.Sprintf("restarted during the first %s (exit code %d)", minUptime, st.ExitCode)
+	}
+	stopped, err := s.engine.StopRequested(ctx, id, started)
+	switch {
+	case err != nil:
+		return fmt.Errorf("gate: %s, and the engine could not say why: %w", what, err)
+	case stopped:
+		return fmt.Errorf("gate: %s after a stop from outside hookd (a user or the engine)", what)
+	}
+	return digestFault{errors.New(what)}
 }
 
 func suffix(s string) string {
@@ -335,7 +366,7 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 // checks the engine first, so a revert interrupted by a crash is simply run again.
 func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 	var errs []error
-	for _, sw := range r.Containers {
+	for _, sw := range reverseOrder(r) {
 		if err := s.revertOne(ctx, sw); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sw.Name, err))
 		}
@@ -355,14 +386,13 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
 	newID := sw.NewID
 	if newID == "" {
-		// Created, perhaps, but hookd stopped before it journaled the id: find it by name.
-		c, err := s.engine.Inspect(ctx, sw.TempName)
-		switch {
-		case err == nil && c.ID != sw.OldID:
-			newID = c.ID
-		case err != nil && !engine.IsNotFound(err):
-			return fmt.Errorf("look for the replacement: %w", err)
+		// Created, perhaps, but hookd stopped before it journaled the id: find it by name, and
+		// take it only when its label proves hookd made it for this container.
+		id, err := s.ownTemp(ctx, sw)
+		if err != nil {
+			return err
 		}
+		newID = id
 	}
 	old, err := s.engine.Inspect(ctx, sw.OldID)
 	if engine.IsNotFound(err) {
@@ -429,7 +459,8 @@ func (s *Service) settle(ctx context.Context, runtime string) error {
 	if err != nil || !ok {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	// Settling changes containers: once begun it ends on its own, bounded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
 	defer cancel()
 	if r.Committed {
 		err = s.commit(ctx, r)
@@ -444,17 +475,61 @@ func (s *Service) settle(ctx context.Context, runtime string) error {
 }
 
 // recover settles every rollout the journal shows in progress when hookd starts (the
-// interrupted job is queued again by Resume). A runtime that cannot be settled now is logged and
-// left: its next job settles it first or fails without touching anything.
-func (s *Service) recover(ctx context.Context) {
+// interrupted job is queued again by Resume) and returns the runtimes it could not settle: their
+// workers keep trying before they take any job. It stops trying new runtimes once ctx ends or
+// restoreTimeout has passed, so a start (or a stop right after it) is never held for long.
+func (s *Service) recover(ctx context.Context) (unsettled []string) {
 	rollouts, err := s.store.Journals()
 	if err != nil {
 		s.log.Error("read rollout journal", "err", err)
-		return
+		return nil
 	}
+	deadline := time.Now().Add(restoreTimeout)
 	for _, r := range rollouts {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			unsettled = append(unsettled, r.Runtime)
+			continue
+		}
 		if err := s.settle(ctx, r.Runtime); err != nil {
-			s.log.Error("settle interrupted rollout", "runtime", r.Runtime, "err", err)
+			s.log.Warn("settle interrupted rollout; its worker tries again", "runtime", r.Runtime, "err", err)
+			unsettled = append(unsettled, r.Runtime)
 		}
 	}
+	return unsettled
+}
+
+// reverseOrder lists the rollout's switches last begun first.
+func reverseOrder(r *store.Rollout) []*store.Switch {
+	out := slices.Collect(maps.Values(r.Containers))
+	slices.SortFunc(out, func(a, b *store.Switch) int {
+		if a.Seq != b.Seq {
+			return b.Seq - a.Seq
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// ownTemp returns the id of the container under the switch's temporary name when hookd's label
+// proves hookd made it to replace this switch's old container, "" when the name is free, and an
+// error when someone else's container holds it: that one is never touched.
+func (s *Service) ownTemp(ctx context.Context, sw *store.Switch) (string, error) {
+	c, err := s.engine.Inspect(ctx, sw.TempName)
+	switch {
+	case engine.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("look for %s: %w", sw.TempName, err)
+	case c.ID == sw.OldID:
+		return "", nil
+	case c.Labels[engine.LabelReplaces] == sw.OldID:
+		return c.ID, nil
+	}
+	return "", fmt.Errorf("a container named %s exists that hookd did not make (id %s); rename or remove it", sw.TempName, engine.ShortID(c.ID))
+}
+
+// checkTempName refuses a rollout before it begins when a stranger holds c's temporary name.
+func (s *Service) checkTempName(ctx context.Context, c engine.Container) error {
+	_, err := s.ownTemp(ctx, &store.Switch{Name: c.Name, OldID: c.ID, TempName: c.Name + catalog.TempSuffix})
+	return err
 }

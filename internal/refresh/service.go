@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd"
-	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/engine"
-	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
 )
 
@@ -25,10 +23,15 @@ var (
 	ErrStopping = errors.New("hookd is stopping")
 )
 
-// Job limits: a shutdown waits for the current job, so every job must end on its own.
+// Job limits. Resolve and pull change nothing and are cut short at shutdown; a job whose
+// container changes have begun is finished whatever happens, so those steps are bounded instead.
 const (
 	resolveTimeout = 30 * time.Second
 	pullTimeout    = 10 * time.Minute
+	// settleBackoff is the first wait before another try to settle a rollout that could not be
+	// finished or undone (the engine away, a port taken); it doubles up to settleBackoffMax.
+	settleBackoff    = time.Second
+	settleBackoffMax = 30 * time.Second
 )
 
 // Notifier hears of every finished job; it must not block.
@@ -36,15 +39,16 @@ type Notifier interface {
 	Notify(hookd.Result)
 }
 
-// Service owns the queue's workers: one per runtime at a time, runtimes in parallel.
+// Service owns the queue's workers: one per runtime at a time, at most parallel runtimes at once.
 type Service struct {
 	store     *store.Store
-	catalog   *catalog.Catalog
-	registry  *registry.Client
-	engine    *engine.Engine
+	catalog   Catalog
+	registry  Registry
+	engine    Engine
 	metrics   *Metrics
 	log       *slog.Logger
 	notifiers []Notifier
+	slots     chan struct{} // one per rollout allowed at once
 
 	mu    sync.Mutex
 	dirty map[string]bool
@@ -56,10 +60,15 @@ type Service struct {
 	stopped  chan struct{} // closed when Run returns
 }
 
-// New returns a service; Run starts its workers. Every finished job is passed to notify.
-func New(st *store.Store, cat *catalog.Catalog, reg *registry.Client, eng *engine.Engine, m *Metrics, log *slog.Logger, notify ...Notifier) *Service {
+// New returns a service; Run starts its workers. At most parallel runtimes are worked on at
+// once (0: hookd.DefaultRolloutsParallel). Every finished job is passed to notify.
+func New(st *store.Store, cat Catalog, reg Registry, eng Engine, parallel int, m *Metrics, log *slog.Logger, notify ...Notifier) *Service {
+	if parallel <= 0 {
+		parallel = hookd.DefaultRolloutsParallel
+	}
 	return &Service{
 		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log, notifiers: notify,
+		slots:    make(chan struct{}, parallel),
 		dirty:    map[string]bool{},
 		wake:     make(chan struct{}, 1),
 		waiters:  map[uint64][]chan hookd.Result{},
@@ -101,7 +110,7 @@ func (s *Service) Submit(ctx context.Context, j hookd.Job) (uint64, error) {
 // refresh retries a digest that failed before.
 func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (hookd.Result, error) {
 	if _, ok, err := s.catalog.Get(ctx, runtime); err != nil {
-		return hookd.Result{}, err
+		return hookd.Result{}, fmt.Errorf("refresh %s: %w", runtime, err)
 	} else if !ok {
 		return hookd.Result{}, fmt.Errorf("%w %q", ErrUnknownRuntime, runtime)
 	}
@@ -171,16 +180,17 @@ func (s *Service) Run(ctx context.Context) error {
 			s.metrics.known(rt.Name)
 		}
 	}
-	// Settling is bounded on its own; a SIGTERM during it must not leave a container stopped.
-	s.recover(context.WithoutCancel(ctx))
+	// A rollout that cannot be settled now is left to its runtime's worker, which keeps trying
+	// before it takes any other job.
+	unsettled := s.recover(ctx)
 	waiting, err := s.store.Resume()
 	if err != nil {
 		return err
 	}
 	if len(waiting) > 0 {
 		s.log.Info("resuming queued work", "runtimes", waiting)
-		s.notify(waiting...)
 	}
+	s.notify(append(waiting, unsettled...)...)
 	active := map[string]bool{}
 	again := map[string]bool{}
 	done := make(chan string)
@@ -217,19 +227,42 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// work runs the runtime's jobs until none is left or ctx ends. Before each job the runtime's
+// journal is settled: a rollout that could not be finished or undone is retried, with backoff,
+// until the engine lets it end, and nothing else is decided for the runtime before it has.
 func (s *Service) work(ctx context.Context, runtime string) {
+	wait := backoff{first: settleBackoff, max: settleBackoffMax}
 	for ctx.Err() == nil {
+		if err := s.settle(ctx, runtime); err != nil {
+			s.log.Warn("settle interrupted rollout; trying again", "runtime", runtime, "in", wait.next().String(), "err", err)
+			if !wait.sleep(ctx) {
+				return
+			}
+			continue
+		}
 		job, ok, err := s.store.Take(runtime)
 		if err != nil {
-			s.log.Error("take job", "runtime", runtime, "err", err)
-			return
+			s.log.Error("take job; trying again", "runtime", runtime, "in", wait.next().String(), "err", err)
+			if !wait.sleep(ctx) {
+				return
+			}
+			continue
 		}
 		if !ok {
 			return
 		}
-		// A job that has started is finished even when hookd is stopping: abandoning a rollout
-		// half-way is what the journal exists for, not the plan.
-		res := s.execute(context.WithoutCancel(ctx), job)
+		wait.reset()
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return // the job stays in the running bucket: Resume queues it at the next start
+		}
+		res, done := s.execute(ctx, job)
+		<-s.slots
+		if !done {
+			s.log.Info("job left for the next start", "runtime", runtime, "job", job.ID)
+			return
+		}
 		if err := s.store.Finish(res); err != nil {
 			s.log.Error("record result", "runtime", runtime, "err", err)
 		}
@@ -248,19 +281,48 @@ func (s *Service) work(ctx context.Context, runtime string) {
 	}
 }
 
-// execute runs one job to its end and returns its result; it never returns half-way through a
-// change to the runtime's containers.
-func (s *Service) execute(ctx context.Context, job hookd.Job) hookd.Result {
-	res := hookd.Result{
+// backoff doubles a wait from first up to max.
+type backoff struct {
+	first, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.first
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits the next period and doubles it; false when ctx ended first.
+func (b *backoff) sleep(ctx context.Context) bool {
+	t := time.NewTimer(b.next())
+	defer t.Stop()
+	b.cur = min(b.cur*2, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// execute runs one job to its end and returns its result. Resolve and pull follow ctx: when it
+// ends before anything on the host changed, done is false and the job is left to be run again at
+// the next start. From the first container change on the job ignores ctx and ends on its own
+// (every step is bounded), never half-way.
+func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result, done bool) {
+	res = hookd.Result{
 		JobID: job.ID, Runtime: job.Runtime, Trigger: job.Trigger, Requests: job.Requests,
 		Started: time.Now(), Pulled: []string{}, Failed: []hookd.Failure{}, Recreated: []string{},
 	}
 	rt, ok, err := s.catalog.Get(ctx, job.Runtime)
 	if err != nil {
-		return finished(&res, hookd.OutcomeFailed, err.Error())
+		return finished(&res, hookd.OutcomeFailed, err.Error()), ctx.Err() == nil
 	}
 	if !ok {
-		return finished(&res, hookd.OutcomeFailed, "runtime is no longer configured")
+		return finished(&res, hookd.OutcomeFailed, "runtime is no longer configured"), true
 	}
 	res.Image = rt.Image
 	s.metrics.known(rt.Name) // a runtime discovered after the start gets its zero series too
@@ -269,45 +331,53 @@ func (s *Service) execute(ctx context.Context, job hookd.Job) hookd.Result {
 	digest, err := s.registry.Resolve(rctx, rt.Image)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return res, false
+		}
 		res.Failed = append(res.Failed, hookd.Failure{Ref: rt.Image, Reason: err.Error()})
-		return finished(&res, hookd.OutcomeFailed, "resolve tag: "+err.Error())
+		return finished(&res, hookd.OutcomeFailed, "resolve tag: "+err.Error()), true
 	}
 	res.Digest = digest
 	rec, err := s.store.UpdateRecord(rt.Name, func(r *store.Record) {
 		r.SeenDigest, r.SeenAt, r.SeenVia = digest, time.Now(), job.Trigger
 	})
 	if err != nil {
-		return finished(&res, hookd.OutcomeFailed, err.Error())
+		return finished(&res, hookd.OutcomeFailed, err.Error()), true
 	}
 	if rec.FailedDigest == digest && !job.Force {
-		return finished(&res, hookd.OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again")
+		return finished(&res, hookd.OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again"), true
 	}
 
 	repo := rt.Repository()
 	ref := repo + "@" + digest
 	img, err := s.pull(ctx, rt.Name, rt.Image, repo, digest)
 	if err != nil {
+		if ctx.Err() != nil {
+			return res, false
+		}
 		res.Failed = append(res.Failed, hookd.Failure{Ref: ref, Reason: err.Error()})
-		return finished(&res, hookd.OutcomeFailed, "pull: "+err.Error())
+		return finished(&res, hookd.OutcomeFailed, "pull: "+err.Error()), true
 	}
 	if img.pulled {
 		res.Pulled = append(res.Pulled, ref)
 	}
+	// From here on the host changes: the job ends on its own, whatever ctx does.
+	ctx = context.WithoutCancel(ctx)
 	if !rt.Recreate || job.PullOnly {
 		// As after `docker pull`, the tag names the new image, for the next `docker run` or
 		// `compose up`.
 		if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
-			return finished(&res, hookd.OutcomeFailed, "tag: "+err.Error())
+			return finished(&res, hookd.OutcomeFailed, "tag: "+err.Error()), true
 		}
 		if !rt.Recreate {
 			s.markRunning(rt.Name, digest)
 		}
 		if img.pulled {
-			return finished(&res, hookd.OutcomePulled, "")
+			return finished(&res, hookd.OutcomePulled, ""), true
 		}
-		return finished(&res, hookd.OutcomeUpToDate, "the engine already holds "+digest)
+		return finished(&res, hookd.OutcomeUpToDate, "the engine already holds "+digest), true
 	}
-	return s.rollout(ctx, rt, ref, img.id, &res)
+	return s.rollout(ctx, rt, ref, img.id, &res), true
 }
 
 type pulledImage struct {

@@ -53,7 +53,7 @@ func newSite(t *testing.T, token string, tls bool) *site {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	svc := refresh.New(st, cat, nil, nil, refresh.NewMetrics(reg), log)
+	svc := refresh.New(st, cat, nil, nil, 0, refresh.NewMetrics(reg), log)
 	recent := webhook.NewRecent(20)
 	e := echo.New()
 	e.POST("/hooks/ghcr", webhook.New(verifier, cat, svc, "ghcr.io", 1<<20, webhook.NewMetrics(reg), recent, log).Handle)

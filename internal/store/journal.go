@@ -41,6 +41,7 @@ type Switch struct {
 	AsideName  string `json:"aside_name"`
 	NewID      string `json:"new_id,omitempty"`
 	Step       string `json:"step"`
+	Seq        int    `json:"seq,omitempty"` // order in which the switches began, from 1
 }
 
 // WriteJournal durably records the rollout's state; it is called before each step is taken.

@@ -69,7 +69,7 @@ func newHandler(tb testing.TB, dir string, maxBody int64) (*echo.Echo, *store.St
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	cat := catalog.New(runtimes, nil, 0)
-	svc := refresh.New(st, cat, nil, nil, refresh.NewMetrics(reg), log)
+	svc := refresh.New(st, cat, nil, nil, 0, refresh.NewMetrics(reg), log)
 	v, err := verify.NewGitHub([][]byte{secret, oldSecret})
 	if err != nil {
 		tb.Fatal(err)

@@ -1,0 +1,52 @@
+package refresh
+
+import (
+	"context"
+	"time"
+
+	"github.com/hookd/hookd"
+	"github.com/hookd/hookd/internal/engine"
+	"github.com/hookd/hookd/internal/registry"
+)
+
+// Images is what a job asks of the engine about images.
+type Images interface {
+	HasImage(ctx context.Context, repo, digest string) (id string, ok bool, err error)
+	Pull(ctx context.Context, ref string, auth engine.Auth) error
+	Tag(ctx context.Context, source, target string) error
+	RemoveImageIfUnused(ctx context.Context, id string) (bool, error)
+}
+
+// Containers is what a rollout asks of the engine about containers.
+type Containers interface {
+	Inspect(ctx context.Context, id string) (engine.Container, error)
+	CreateReplacement(ctx context.Context, oldID, image, name string) (string, error)
+	Rename(ctx context.Context, id, name string) error
+	Stop(ctx context.Context, id string) error
+	Start(ctx context.Context, id string) error
+	Remove(ctx context.Context, id string) error
+	State(ctx context.Context, id string) (engine.State, error)
+	// StopRequested reports whether someone (a user, the engine shutting down) asked the
+	// container to stop since the given time: an exit that follows is not the image's doing.
+	StopRequested(ctx context.Context, id string, since time.Time) (bool, error)
+	SelfID(ctx context.Context) string
+}
+
+// Engine is the Docker engine as the rollout path sees it.
+type Engine interface {
+	Images
+	Containers
+}
+
+// Registry resolves tags and hands out the credentials a pull needs.
+type Registry interface {
+	Resolve(ctx context.Context, image string) (string, error)
+	Credentials(ctx context.Context, image string) (registry.Credentials, error)
+}
+
+// Catalog knows the runtimes and their containers.
+type Catalog interface {
+	Get(ctx context.Context, name string) (hookd.Runtime, bool, error)
+	All(ctx context.Context) ([]hookd.Runtime, error)
+	Members(ctx context.Context, rt hookd.Runtime) ([]engine.Container, error)
+}
