@@ -49,6 +49,7 @@ type Service struct {
 	log       *slog.Logger
 	notifiers []Notifier
 	slots     chan struct{} // one per rollout allowed at once
+	take      func(runtime string) (hookd.Job, bool, error)
 
 	mu    sync.Mutex
 	dirty map[string]bool
@@ -69,6 +70,7 @@ func New(st *store.Store, cat Catalog, reg Registry, eng Engine, parallel int, m
 	return &Service{
 		store: st, catalog: cat, registry: reg, engine: eng, metrics: m, log: log, notifiers: notify,
 		slots:    make(chan struct{}, parallel),
+		take:     st.Take,
 		dirty:    map[string]bool{},
 		wake:     make(chan struct{}, 1),
 		waiters:  map[uint64][]chan hookd.Result{},
@@ -240,7 +242,7 @@ func (s *Service) work(ctx context.Context, runtime string) {
 			}
 			continue
 		}
-		job, ok, err := s.store.Take(runtime)
+		job, ok, err := s.take(runtime)
 		if err != nil {
 			s.log.Error("take job; trying again", "runtime", runtime, "in", wait.next().String(), "err", err)
 			if !wait.sleep(ctx) {
