@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,9 +22,16 @@ type gate struct {
 	closed  atomic.Bool
 	open    chan struct{}
 	waiting chan struct{}
+	once    sync.Once
 }
 
 func newGate() *gate { return &gate{open: make(chan struct{}), waiting: make(chan struct{}, 64)} }
+
+// release opens the gate for good; calling it again is harmless.
+func (g *gate) release() {
+	g.closed.Store(false)
+	g.once.Do(func() { close(g.open) })
+}
 
 func (g *gate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -132,10 +140,13 @@ func TestPullByDigestEndToEnd(t *testing.T) {
 	}
 }
 
-func TestShutdownFinishesPullAndResumesQueue(t *testing.T) {
+// A pull changes nothing on the host, so a stop cancels it instead of waiting for the registry
+// (systemd would kill hookd first); the job stays in the journal and runs after the restart.
+func TestShutdownCancelsPullAndResumesQueue(t *testing.T) {
 	cli := testkit.Docker(t)
 	g := newGate()
 	reg := testkit.StartRegistry(t, g.wrap)
+	t.Cleanup(func() { g.release() })
 	testkit.Cleanup(t, cli, reg.Host)
 	repo := reg.Host + "/org/app"
 	state := t.TempDir()
@@ -147,32 +158,26 @@ func TestShutdownFinishesPullAndResumesQueue(t *testing.T) {
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d1}, "s1"); code != 202 {
 		t.Fatal("delivery s1 not queued")
 	}
-	<-g.waiting // pulling d1
+	<-g.waiting // pulling d1, held by the registry until the gate opens
 	d2 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v2"})
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 202 {
 		t.Fatal("delivery s2 not queued")
 	}
-	// Stop while the pull is in flight; it is let through only once the stop has begun.
-	stopped := make(chan struct{})
-	go func() { h.stop(); close(stopped) }()
-	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
-		_, err := http.Get(h.url + "/healthz")
-		return err != nil, "still serving HTTP after the stop began"
-	})
-	g.closed.Store(false)
-	close(g.open)
-	<-stopped
-	if !hasImage(t, cli, repo+"@"+d1) {
-		t.Fatal("the in-flight pull was abandoned at shutdown")
-	}
+	h.stop() // fails the test if serve has not returned within its deadline
+	g.release()
 	if hasImage(t, cli, repo+"@"+d2) {
 		t.Fatal("queued work ran after the stop")
 	}
 
-	// Started again: the queued job runs, and the replayed delivery is still a duplicate.
+	// Started again: the interrupted job and the queued one end on what the tag names now, and
+	// the replayed delivery is still a duplicate.
 	h2 := startHookd(t, cfg, state, nil)
-	st := h2.waitJob("app", 1)
-	if st.LastRollout.Digest != d2 || !hasImage(t, cli, repo+"@"+d2) {
+	var st runtimeStatus
+	testkit.Eventually(t, 2*time.Minute, func() (bool, string) {
+		st = h2.status("app")
+		return st.Pending == nil && st.LastRollout != nil && st.LastRollout.Digest == d2, fmt.Sprintf("%+v pending %+v", st.LastRollout, st.Pending)
+	})
+	if st.LastRollout.Result != "rolled_out" && st.LastRollout.Result != "up_to_date" || !hasImage(t, cli, repo+"@"+d2) {
 		t.Fatalf("resumed job: %+v", st.LastRollout)
 	}
 	if code, answer := h2.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 200 || answer["status"] != "duplicate" {

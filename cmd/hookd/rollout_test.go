@@ -495,7 +495,7 @@ func TestZeroConfigRollsLabelledContainers(t *testing.T) {
 	}
 	testkit.Eventually(t, time.Minute, func() (bool, string) {
 		v, err := f.get(f.id+"-z", "/")
-		return err == nil && v == "v2", fmt.Sprintf("serving %q %v", v, err)
+		return err == nil && v == "v2", fmt.Sprintf("serving %q %v\n%s", v, err, h.logs)
 	})
 }
 

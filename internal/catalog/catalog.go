@@ -214,9 +214,7 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 			continue // pinned by digest or not a followable reference
 		}
 		seen[img] = true
-		runtimes = append(runtimes, hookd.Runtime{
-			Name: img, Image: img, Parallel: 1,
-		})
+		runtimes = append(runtimes, hookd.NewRuntime(img, img))
 	}
 	c.mu.Lock()
 	c.set(runtimes)

@@ -350,10 +350,15 @@ func (c *Config) validate() []error {
 	return problems
 }
 
-// NormalizeImage returns the canonical "host/repo:tag" form of an image reference: lowercased,
-// tag defaulting to latest. A reference pinned to a digest has nothing to follow and is refused.
+// NormalizeImage returns the canonical "host/repo:tag" form of an image reference: host and
+// repository lowercased, the tag as spelled (OCI tags are case-sensitive: RC1 is not rc1), tag
+// defaulting to latest. A reference pinned to a digest has nothing to follow and is refused.
 func NormalizeImage(image string) (string, error) {
-	ref, err := name.ParseReference(strings.ToLower(image), name.WithDefaultTag("latest"))
+	repo, spelled := image, ""
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") && !strings.Contains(image, "@") {
+		repo, spelled = image[:i], image[i:]
+	}
+	ref, err := name.ParseReference(strings.ToLower(repo)+spelled, name.WithDefaultTag("latest"))
 	if err != nil {
 		return "", fmt.Errorf("image %q: %w", image, err)
 	}

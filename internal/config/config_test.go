@@ -181,3 +181,21 @@ func TestUnknownKeyIsRefused(t *testing.T) {
 		t.Fatalf("a misspelt key was accepted: %v", err)
 	}
 }
+
+// OCI tags are case-sensitive; registries' hosts and repositories are not.
+func TestNormalizeImageKeepsTheTagAsSpelled(t *testing.T) {
+	for in, want := range map[string]string{
+		"GHCR.io/Acme/Web:RC1":             "ghcr.io/acme/web:RC1",
+		"ghcr.io/acme/web":                 "ghcr.io/acme/web:latest",
+		"127.0.0.1:5000/Org/App:Nightly-B": "127.0.0.1:5000/org/app:Nightly-B",
+		"127.0.0.1:5000/org/app":           "127.0.0.1:5000/org/app:latest",
+	} {
+		got, err := config.NormalizeImage(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeImage(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := config.NormalizeImage("ghcr.io/acme/web@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"); err == nil {
+		t.Error("a reference pinned to a digest was accepted")
+	}
+}

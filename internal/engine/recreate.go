@@ -184,6 +184,7 @@ func replacementConfig(old container.InspectResponse, img imageDefaults, image, 
 		cfg.Volumes = vols
 	}
 	cfg.Labels = labelOverrides(oc.Labels, img.Labels)
+	cfg.Labels[LabelReplaces] = old.ID
 	return cfg
 }
 

@@ -67,7 +67,7 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 	switch {
 	case tag.GetName() == "":
 		return Push{}, "untagged version (a per-platform manifest)", nil
-	// The tag is lowercased into the image, so an upper-case spelling is the same cosign tag.
+	// cosign spells the digest in lower case; an upper-case spelling is no image tag either.
 	case cosignTag.MatchString(strings.ToLower(tag.GetName())):
 		return Push{}, "signature or attestation tag", nil
 	case !imageTag.MatchString(tag.GetName()):
@@ -84,7 +84,8 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 	if !imagePath.MatchString(namespace) || !imagePath.MatchString(pkg.GetName()) {
 		return Push{}, "", fmt.Errorf("%w: %s/%s is not an image repository", errMalformed, quoteShort(namespace), quoteShort(pkg.GetName()))
 	}
-	image := strings.ToLower(registryHost + "/" + namespace + "/" + pkg.GetName() + ":" + tag.GetName())
+	// Host and repository are case-insensitive on GHCR; tags are not.
+	image := strings.ToLower(registryHost+"/"+namespace+"/"+pkg.GetName()) + ":" + tag.GetName()
 	return Push{Image: image, Digest: tag.GetDigest()}, "", nil
 }
 
