@@ -177,7 +177,7 @@ func TestShutdownCancelsPullAndResumesQueue(t *testing.T) {
 		st = h2.status("app")
 		return st.Pending == nil && st.LastRollout != nil && st.LastRollout.Digest == d2, fmt.Sprintf("%+v pending %+v", st.LastRollout, st.Pending)
 	})
-	if st.LastRollout.Result != "rolled_out" && st.LastRollout.Result != "up_to_date" || !hasImage(t, cli, repo+"@"+d2) {
+	if st.LastRollout.Result != "pulled" || !hasImage(t, cli, repo+"@"+d2) {
 		t.Fatalf("resumed job: %+v", st.LastRollout)
 	}
 	if code, answer := h2.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 200 || answer["status"] != "duplicate" {
