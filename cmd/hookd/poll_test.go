@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ type pollSite struct {
 	cli       *client.Client
 	reg       *testkit.Registry
 	repo      string
+	tag       string
 	container string
 }
 
@@ -35,7 +37,7 @@ func newPollSite(t *testing.T, wrap func(http.Handler) http.Handler) *pollSite {
 	cli := testkit.Docker(t)
 	reg := testkit.StartRegistry(t, wrap)
 	testkit.Cleanup(t, cli, reg.Host)
-	return &pollSite{t: t, cli: cli, reg: reg, repo: reg.Host + "/org/app", container: "hookd-poll-" + testkit.TestID(t)}
+	return &pollSite{t: t, cli: cli, reg: reg, repo: reg.Host + "/org/app", tag: "latest", container: "hookd-poll-" + testkit.TestID(t)}
 }
 
 // config is a hookd config for the runtime, polling every interval.
@@ -47,10 +49,10 @@ poll:
   pace: 1ms
 runtimes:
   - name: app
-    image: %s:latest
+    image: %s:%s
     min_uptime: 500ms
     health_timeout: 10s
-`, s.reg.Host, interval, s.repo)
+`, s.reg.Host, interval, s.repo, s.tag)
 }
 
 // push pushes app as the runtime's tag. The test's id goes into the image, so no image of
@@ -58,10 +60,10 @@ runtimes:
 // remove images by id).
 func (s *pollSite) push(app testkit.App) string {
 	app.Env = append(app.Env, "HOOKD_TEST_ID="+testkit.TestID(s.t))
-	return s.reg.Push(s.t, "org/app", "latest", app)
+	return s.reg.Push(s.t, "org/app", s.tag, app)
 }
 
-// run pulls digest, tags it :latest as `docker pull` would and starts the runtime's container.
+// run pulls digest, tags it with the runtime's tag as `docker pull` would and starts the runtime's container.
 func (s *pollSite) run(digest string) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -76,12 +78,12 @@ func (s *pollSite) run(digest string) {
 	if err != nil || bytes.Contains(out, []byte(`"error"`)) {
 		s.t.Fatalf("pull %s: %v %s", ref, err, out)
 	}
-	if err := s.cli.ImageTag(ctx, ref, s.repo+":latest"); err != nil {
+	if err := s.cli.ImageTag(ctx, ref, s.repo+":"+s.tag); err != nil {
 		s.t.Fatal(err)
 	}
 	labels := testkit.Labels(s.t)
 	labels["hookd.runtime"] = "app"
-	created, err := s.cli.ContainerCreate(ctx, &container.Config{Image: s.repo + ":latest", Labels: labels}, nil, nil, nil, s.container)
+	created, err := s.cli.ContainerCreate(ctx, &container.Config{Image: s.repo + ":" + s.tag, Labels: labels}, nil, nil, nil, s.container)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -387,5 +389,71 @@ func pollRolledOutOnce(t *testing.T, h *daemonRun, st runtimeStatus, digest stri
 	}
 	if st.DigestSeen != digest || st.DigestRunning != digest {
 		t.Fatalf("status seen %s running %s, want %s", st.DigestSeen, st.DigestRunning, digest)
+	}
+}
+
+// OCI tags are case-sensitive: a runtime following :RC1 resolves RC1, not rc1.
+func TestRuntimeFollowingUpperCaseTagRollsOut(t *testing.T) {
+	s := newPollSite(t, nil)
+	s.tag = "RC1"
+	d1 := s.push(testkit.App{Version: "v1"})
+	s.run(d1)
+	h := startHookd(t, s.config("0"), t.TempDir(), nil)
+	d2 := s.push(testkit.App{Version: "v2"})
+	if code, answer := h.deliver(webhooktest.Push{Namespace: "Org", Name: "App", Tag: "RC1", Digest: d2}, "rc"); code != 202 || answer["status"] != "queued" {
+		t.Fatalf("delivery: %d %v", code, answer)
+	}
+	st := h.waitJob("app", 0)
+	if st.LastRollout.Result != "rolled_out" || st.LastRollout.Digest != d2 {
+		t.Fatalf("job %+v, want rolled_out %s", st.LastRollout, d2)
+	}
+	if _, runs := s.running(d2); !runs {
+		t.Fatalf("container does not run %s", d2)
+	}
+}
+
+// A delivery whose pull fails leaves the runtime behind; the very next poll pass must see that
+// (the runtime does not run what was delivered) and try again, not call it confirmed.
+func TestPollRetriesWhatAFailedDeliveryLeftBehind(t *testing.T) {
+	var broken atomic.Bool
+	s := newPollSite(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if broken.Load() && strings.Contains(r.URL.Path, "/blobs/") {
+				http.Error(w, "storage away", http.StatusInternalServerError)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	d1 := s.push(testkit.App{Version: "v1"})
+	s.run(d1)
+	h := startHookd(t, s.config("1s"), t.TempDir(), nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hookd log:\n%s", h.logs)
+		}
+	})
+	pollUpToDate(t, h, 0)
+
+	confirmed := h.metric("hookd_poll_checks_total", "result=confirmed")
+	broken.Store(true)
+	d2 := s.push(testkit.App{Version: "v2"})
+	if code, answer := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "d2"); code != 202 {
+		t.Fatalf("delivery: %d %v", code, answer)
+	}
+	st := h.waitJob("app", 0)
+	if st.LastRollout.Result != "failed" || st.LastRollout.Trigger != "webhook" {
+		t.Fatalf("webhook job %+v, want failed (pull)", st.LastRollout)
+	}
+	if st.Record.FailedDigest == d2 {
+		t.Fatal("a failed pull marked the digest failed")
+	}
+	broken.Store(false)
+	st = pollSettled(t, h, s, d2)
+	if st.LastRollout.Trigger != "poll" {
+		t.Fatalf("the rollout of %s was not the poll's: %+v", d2, st.LastRollout)
+	}
+	if got := h.metric("hookd_poll_checks_total", "result=confirmed"); got != confirmed {
+		t.Fatalf("the poll confirmed the delivery %v times though %s did not run", got-confirmed, d2)
 	}
 }
