@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
 )
 
 func TestCommandOverrides(t *testing.T) {
@@ -119,5 +120,58 @@ func TestRedact(t *testing.T) {
 	}
 	if got := repositories([]string{"h:5000/a:latest", "h:5000/a@sha256:x", "h:5000/b:1"}); got != 2 {
 		t.Errorf("repositories = %d", got)
+	}
+}
+
+// From API 1.44 every endpoint shows a MAC; only the one the engine derived from the address
+// is dropped, so a pinned MAC (a DHCP reservation, a licence bound to it) survives the rollout.
+func TestEndpointMACKeptOnlyWhenPinned(t *testing.T) {
+	cases := []struct {
+		name, mac, ip string
+		keep          bool
+	}{
+		{"generated from the address", "02:42:ac:13:00:02", "172.19.0.2", false},
+		{"generated, container stopped", "02:42:ac:13:00:02", "", false},
+		{"pinned", "92:d0:c6:0a:29:33", "172.19.0.2", true},
+		{"pinned under docker's prefix", "02:42:00:00:00:07", "172.19.0.2", true},
+		{"pinned, upper case", "92:D0:C6:0A:29:33", "", true},
+		{"none", "", "172.19.0.2", false},
+	}
+	for _, tc := range cases {
+		es := &network.EndpointSettings{MacAddress: tc.mac, IPAddress: tc.ip}
+		got := endpointSettings("0123456789abcdef", "front", es, true).MacAddress
+		if want := map[bool]string{true: tc.mac, false: ""}[tc.keep]; got != want {
+			t.Errorf("%s: MAC %q, want %q", tc.name, got, want)
+		}
+		if got := endpointSettings("0123456789abcdef", "front", es, false).MacAddress; got != "" {
+			t.Errorf("%s: API < 1.44 got endpoint MAC %q; the pinned one is in Config there", tc.name, got)
+		}
+	}
+}
+
+func TestKeepLabelFreezesSettings(t *testing.T) {
+	old := &container.Config{
+		Entrypoint: []string{"/app"}, Cmd: []string{"serve"}, Env: []string{"PATH=/bin", "A=1"},
+		User: "1000", WorkingDir: "/srv", StopSignal: "SIGTERM",
+		Labels: map[string]string{LabelKeep: "command, env,user,working_dir,stop_signal"},
+	}
+	// What replacementConfig makes when all of these equal the old image's defaults.
+	cfg := &container.Config{Labels: map[string]string{}}
+	if err := keepAsIs(cfg, old); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Entrypoint, old.Entrypoint) || !slices.Equal(cfg.Cmd, old.Cmd) || !slices.Equal(cfg.Env, old.Env) ||
+		cfg.User != "1000" || cfg.WorkingDir != "/srv" || cfg.StopSignal != "SIGTERM" {
+		t.Fatalf("kept %+v", cfg)
+	}
+	old.Labels[LabelKeep] = "command"
+	old.Entrypoint = nil
+	cfg = &container.Config{}
+	if err := keepAsIs(cfg, old); err != nil || cfg.Entrypoint == nil || len(cfg.Entrypoint) != 0 {
+		t.Fatalf("kept entrypoint %#v, %v; want empty, not nil (nil takes the new image's)", cfg.Entrypoint, err)
+	}
+	old.Labels[LabelKeep] = "command,ports"
+	if err := keepAsIs(&container.Config{}, old); err == nil || !strings.Contains(err.Error(), `"ports"`) {
+		t.Fatalf("unknown setting: %v", err)
 	}
 }

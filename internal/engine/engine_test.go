@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -252,5 +253,29 @@ func TestSelfID(t *testing.T) {
 	mountinfo := e.mustExec(id, "/app", "read", "/proc/self/mountinfo")
 	if got := containerIDsFromMountinfo(strings.NewReader(mountinfo)); !slices.Equal(got, []string{id}) {
 		t.Errorf("IDs from the container's mountinfo = %v, want [%s]", got, id)
+	}
+}
+
+// With a restart policy the engine runs a crashed container again and inspect shows exit code
+// 0; the die event keeps the code the app exited with.
+func TestExitSinceKeepsTheCodeARestartHides(t *testing.T) {
+	e := newEnv(t)
+	crashy := e.image("app", "exit", testkit.App{Version: "exit", Mode: "exit"})
+	id := e.create(e.name("crashy"), &container.Config{Image: crashy}, &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyAlways}}, nil)
+	since := time.Now()
+	e.start(id)
+	e.waitFor("a restart", func() (bool, string) {
+		st, err := e.eng.State(e.ctx(), id)
+		return err == nil && st.RestartCount > 0, fmt.Sprintf("%+v %v", st, err)
+	})
+	ex, err := e.eng.ExitSince(e.ctx(), id, since)
+	if err != nil || !ex.Died || ex.Code != 1 || ex.Requested {
+		t.Fatalf("exit %+v, %v; want died with code 1, not requested", ex, err)
+	}
+	if err := e.eng.Stop(e.ctx(), id); err != nil {
+		t.Fatal(err)
+	}
+	if ex, err := e.eng.ExitSince(e.ctx(), id, since); err != nil || !ex.Requested {
+		t.Fatalf("after docker stop: %+v, %v; want requested", ex, err)
 	}
 }

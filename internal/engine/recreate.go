@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/strslice"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/go-connections/nat"
 )
 
@@ -60,12 +62,22 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 		}
 	}
 	cfg := replacementConfig(old, defaults, image, hostHostname)
+	if err := keepAsIs(cfg, old.Config); err != nil {
+		return fail(err)
+	}
+	// From API 1.44 the engine keeps a MAC per network endpoint (inspect shows the generated
+	// ones there too) and Config.MacAddress is deprecated; before, Config.MacAddress held
+	// only a pinned one.
+	endpointMACs := !versions.LessThan(e.cli.ClientVersion(), "1.44")
+	if endpointMACs {
+		cfg.MacAddress = "" //nolint:staticcheck // superseded by the endpoints' MACs
+	}
 
 	hc, err := e.replacementHostConfig(ctx, old)
 	if err != nil {
 		return fail(err)
 	}
-	first, rest := replacementEndpoints(old, hc)
+	first, rest := replacementEndpoints(old, hc, endpointMACs)
 	var netCfg *network.NetworkingConfig
 	if first != nil {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{first.network: first.settings}}
@@ -398,7 +410,7 @@ type endpoint struct {
 // replacementEndpoints picks the endpoint to create with (the one of the
 // network mode) and the ones to connect afterwards, and points hc's network
 // mode at the first.
-func replacementEndpoints(old container.InspectResponse, hc *container.HostConfig) (*endpoint, []endpoint) {
+func replacementEndpoints(old container.InspectResponse, hc *container.HostConfig, endpointMACs bool) (*endpoint, []endpoint) {
 	mode := hc.NetworkMode
 	if mode.IsHost() || mode.IsNone() || mode.IsContainer() || old.NetworkSettings == nil {
 		return nil, nil
@@ -422,22 +434,25 @@ func replacementEndpoints(old container.InspectResponse, hc *container.HostConfi
 		primary = names[0]
 		hc.NetworkMode = container.NetworkMode(primary)
 	}
-	first := &endpoint{network: primary, settings: endpointSettings(old.ID, primary, nets[primary])}
+	first := &endpoint{network: primary, settings: endpointSettings(old.ID, primary, nets[primary], endpointMACs)}
 	var rest []endpoint
 	for _, n := range names {
 		if n != primary {
-			rest = append(rest, endpoint{network: n, settings: endpointSettings(old.ID, n, nets[n])})
+			rest = append(rest, endpoint{network: n, settings: endpointSettings(old.ID, n, nets[n], endpointMACs)})
 		}
 	}
 	return first, rest
 }
 
-// endpointSettings keeps the configured part of an endpoint. The MAC
-// address is left out: inspect cannot tell a pinned one from a generated one.
-func endpointSettings(oldID, networkName string, es *network.EndpointSettings) *network.EndpointSettings {
+// endpointSettings keeps the configured part of an endpoint, with its MAC address when the
+// API carries MACs per endpoint and the engine did not generate this one.
+func endpointSettings(oldID, networkName string, es *network.EndpointSettings, endpointMACs bool) *network.EndpointSettings {
 	out := &network.EndpointSettings{}
 	if es == nil {
 		return out
+	}
+	if endpointMACs && !generatedMAC(es.MacAddress, es.IPAddress) {
+		out.MacAddress = es.MacAddress
 	}
 	if es.IPAMConfig != nil {
 		ipam := *es.IPAMConfig
@@ -457,4 +472,60 @@ func endpointSettings(oldID, networkName string, es *network.EndpointSettings) *
 		}
 	}
 	return out
+}
+
+// generatedMAC reports whether the engine made mac up: Docker derives it from the endpoint's
+// IPv4 address under the 02:42 prefix. A stopped container has no address to compare, so there
+// the prefix decides. (Engines from 28 draw random MACs instead; those are kept, which only
+// holds the container to the MAC it had.)
+func generatedMAC(mac, ipv4 string) bool {
+	mac = strings.ToLower(mac)
+	if mac == "" {
+		return true
+	}
+	if !strings.HasPrefix(mac, "02:42:") {
+		return false
+	}
+	ip := net.ParseIP(ipv4).To4()
+	if ip == nil {
+		return true
+	}
+	return mac == fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", ip[0], ip[1], ip[2], ip[3])
+}
+
+// LabelKeep names, comma-separated, the settings a replacement takes over exactly as the old
+// container has them, even where they equal the old image's defaults: inspect cannot tell
+// `--entrypoint /app` from an image whose entrypoint is /app, so without it such a setting
+// follows the new image.
+const LabelKeep = "hookd.keep"
+
+// keepAsIs applies the container's hookd.keep label to cfg.
+func keepAsIs(cfg *container.Config, oc *container.Config) error {
+	list := strings.TrimSpace(oc.Labels[LabelKeep])
+	if list == "" {
+		return nil
+	}
+	for _, field := range strings.Split(list, ",") {
+		switch strings.TrimSpace(field) {
+		case "command":
+			cfg.Entrypoint, cfg.Cmd = slices.Clone(oc.Entrypoint), slices.Clone(oc.Cmd)
+			if cfg.Entrypoint == nil {
+				cfg.Entrypoint = strslice.StrSlice{} // nil would bring back the new image's
+			}
+		case "env":
+			cfg.Env = slices.Clone(oc.Env)
+		case "user":
+			cfg.User = oc.User
+		case "working_dir":
+			cfg.WorkingDir = oc.WorkingDir
+		case "stop_signal":
+			cfg.StopSignal = oc.StopSignal
+		case "healthcheck":
+			cfg.Healthcheck = oc.Healthcheck
+		case "":
+		default:
+			return fmt.Errorf("label %s: unknown setting %q (command, env, user, working_dir, stop_signal, healthcheck)", LabelKeep, strings.TrimSpace(field))
+		}
+	}
+	return nil
 }

@@ -42,11 +42,13 @@ func TestCreateReplacementFaithful(t *testing.T) {
 		t.Fatalf("volume create: %v", err)
 	}
 	staticIP := prefix + "50"
+	const pinnedMAC = "92:d0:c6:0a:29:33"
 	stopTimeout := 7
 	name := e.name("svc")
 	oldID := e.create(name, &container.Config{
 		Image:       v1,
 		Hostname:    "faithful-host",
+		MacAddress:  pinnedMAC, //nolint:staticcheck // what `docker run --mac-address` sends at API 1.41
 		Env:         []string{"OVERRIDDEN=container", "OWN=mine"},
 		Cmd:         strslice.StrSlice{"serve", "container-cmd"},
 		Labels:      map[string]string{"explicit": "c", "shared": "container", "hookd.runtime": "faithful"},
@@ -246,6 +248,9 @@ func TestCreateReplacementFaithful(t *testing.T) {
 			return got == "v2", got
 		})
 	}
+	if mac := e.inspect(newID).NetworkSettings.Networks[e.name("net1")].MacAddress; mac != pinnedMAC {
+		t.Errorf("MAC on net1 %q, want the pinned %s", mac, pinnedMAC)
+	}
 	port := e.inspect(newID).NetworkSettings.Ports["8080/tcp"]
 	if len(port) == 0 {
 		t.Fatalf("no published port: %v", e.inspect(newID).NetworkSettings.Ports)
@@ -341,15 +346,22 @@ func TestCreateReplacementEntrypointOverride(t *testing.T) {
 		name             string
 		ent, cmd         strslice.StrSlice
 		wantEnt, wantCmd []string
+		keep             string
 	}{
-		{"defaults", nil, nil, []string{"/app"}, []string{"serve", "b"}},
-		{"cmd", nil, strslice.StrSlice{"serve", "mine"}, []string{"/app"}, []string{"serve", "mine"}},
-		{"entrypoint", strslice.StrSlice{"/app", "serve"}, nil, []string{"/app", "serve"}, nil},
-		{"same-entrypoint", strslice.StrSlice{"/app"}, nil, []string{"/app"}, nil},
+		{"defaults", nil, nil, []string{"/app"}, []string{"serve", "b"}, ""},
+		{"cmd", nil, strslice.StrSlice{"serve", "mine"}, []string{"/app"}, []string{"serve", "mine"}, ""},
+		{"entrypoint", strslice.StrSlice{"/app", "serve"}, nil, []string{"/app", "serve"}, nil, ""},
+		{"same-entrypoint", strslice.StrSlice{"/app"}, nil, []string{"/app"}, nil, ""},
+		// The image's defaults, frozen by the container's label.
+		{"kept-command", nil, nil, []string{"/app"}, []string{"serve", "a"}, "command"},
 	}
 	for _, tc := range cases {
 		name := e.name(tc.name)
-		oldID := e.create(name, &container.Config{Image: v1, Entrypoint: tc.ent, Cmd: tc.cmd}, nil, nil)
+		cfg := &container.Config{Image: v1, Entrypoint: tc.ent, Cmd: tc.cmd}
+		if tc.keep != "" {
+			cfg.Labels = map[string]string{LabelKeep: tc.keep}
+		}
+		oldID := e.create(name, cfg, nil, nil)
 		newID, err := e.eng.CreateReplacement(e.ctx(), oldID, v2, name+"-next")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,28 +14,45 @@ import (
 	"github.com/docker/docker/client"
 )
 
-// StopRequested reports whether the engine logged a kill or stop of the container since the
-// given time: a user's `docker stop`, or the daemon stopping its containers as it shuts down.
-// A container that exits with no such event exited by itself.
-func (e *Engine) StopRequested(ctx context.Context, id string, since time.Time) (bool, error) {
+// Exit is what the engine logged about a container's stops since a moment.
+type Exit struct {
+	// Requested: a kill or stop was asked for (a user's `docker stop`, the daemon stopping its
+	// containers as it shuts down). A container that exits without one exited by itself.
+	Requested bool
+	// Died and Code: the container's process ended, and the code of its last exit. With a
+	// restart policy the container runs again and inspect shows code 0; the event keeps it.
+	Died bool
+	Code int
+}
+
+// ExitSince reads the container's kill, stop and die events since the given time.
+func (e *Engine) ExitSince(ctx context.Context, id string, since time.Time) (Exit, error) {
 	until := time.Now()
 	msgs, errs := e.cli.Events(ctx, events.ListOptions{
 		Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
 		Until: fmt.Sprintf("%d.%09d", until.Unix(), until.Nanosecond()),
 		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("container", id),
-			filters.Arg("event", string(events.ActionKill)), filters.Arg("event", string(events.ActionStop))),
+			filters.Arg("event", string(events.ActionKill)), filters.Arg("event", string(events.ActionStop)),
+			filters.Arg("event", string(events.ActionDie))),
 	})
+	var ex Exit
 	for {
 		select {
-		case <-msgs:
-			return true, nil
+		case m := <-msgs:
+			switch m.Action {
+			case events.ActionKill, events.ActionStop:
+				ex.Requested = true
+			case events.ActionDie:
+				ex.Died = true
+				ex.Code, _ = strconv.Atoi(m.Actor.Attributes["exitCode"])
+			}
 		case err := <-errs:
 			if err == nil || errors.Is(err, io.EOF) {
-				return false, nil
+				return ex, nil
 			}
-			return false, fmt.Errorf("read events of %s: %w", id, err)
+			return ex, fmt.Errorf("read events of %s: %w", id, err)
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ex, ctx.Err()
 		}
 	}
 }

@@ -34,6 +34,8 @@ type Container struct {
 	ExitCode, RestartCount int
 	Health                 string
 	StopRequested          bool
+	// LastExit is the code the engine's die event would give; nil when none was logged.
+	LastExit *int
 }
 
 // Engine is the fake. Its hooks, when set, are called with the engine's lock released; a hook's
@@ -392,15 +394,22 @@ func (e *Engine) State(ctx context.Context, id string) (engine.State, error) {
 	return st, nil
 }
 
-// StopRequested reports the container's StopRequested flag.
-func (e *Engine) StopRequested(ctx context.Context, id string, since time.Time) (bool, error) {
+// ExitSince reports the container's StopRequested flag, and its LastExit code when one is set.
+func (e *Engine) ExitSince(ctx context.Context, id string, since time.Time) (engine.Exit, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, err := e.get(id)
 	if err != nil {
-		return false, err
+		return engine.Exit{}, err
 	}
-	return c.StopRequested, nil
+	return engine.Exit{Requested: c.StopRequested, Died: c.LastExit != nil, Code: derefInt(c.LastExit)}, nil
+}
+
+func derefInt(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // SelfID returns what SetSelf named.

@@ -26,9 +26,10 @@ type Containers interface {
 	Start(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	State(ctx context.Context, id string) (engine.State, error)
-	// StopRequested reports whether someone (a user, the engine shutting down) asked the
-	// container to stop since the given time: an exit that follows is not the image's doing.
-	StopRequested(ctx context.Context, id string, since time.Time) (bool, error)
+	// ExitSince says whether someone (a user, the engine shutting down) asked the container to
+	// stop since the given time, an exit that follows being no fault of the image, and the code
+	// of its last exit.
+	ExitSince(ctx context.Context, id string, since time.Time) (engine.Exit, error)
 	SelfID(ctx context.Context) string
 }
 

@@ -304,15 +304,19 @@ func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime, started
 // exitFault explains a new container that stopped running during its gate. It is the image's
 // fault unless someone asked it to stop: a user, or the engine shutting down.
 func (s *Service) exitFault(ctx context.Context, id string, started time.Time, st engine.State, minUptime time.Duration) error {
-	what := fmt.Sprintf("exited with code %d during the first %s%s", st.ExitCode, minUptime, suffix(st.Error))
-	if st.RestartCount > 0 || st.Status == "restarting" {
-		what = fmt.Sprintf("restarted during the first %s (exit code %d)", minUptime, st.ExitCode)
+	ex, err := s.engine.ExitSince(ctx, id, started)
+	code := st.ExitCode
+	if ex.Died {
+		code = ex.Code // a restarted container shows 0 again
 	}
-	stopped, err := s.engine.StopRequested(ctx, id, started)
+	what := fmt.Sprintf("exited with code %d during the first %s%s", code, minUptime, suffix(st.Error))
+	if st.RestartCount > 0 || st.Status == "restarting" {
+		what = fmt.Sprintf("restarted during the first %s (exit code %d)", minUptime, code)
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("gate: %s, and the engine could not say why: %w", what, err)
-	case stopped:
+	case ex.Requested:
 		return fmt.Errorf("gate: %s after a stop from outside hookd (a user or the engine)", what)
 	}
 	return digestFault{errors.New(what)}

@@ -239,6 +239,29 @@ func TestGateExitIsTheImagesFault(t *testing.T) {
 	}
 }
 
+// With a restart policy the engine has already run the crashed container again when the gate
+// looks (inspect: running, code 0); the reason gives the code the app exited with.
+func TestRestartedByPolicyGivesTheRealExitCode(t *testing.T) {
+	s := newSite(t, 0)
+	s.container("app-1", "app")
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == newImg {
+			code := 1
+			c.RestartCount, c.ExitCode, c.LastExit = 1, 0, &code
+		}
+		return nil
+	}
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "restarted") || !strings.Contains(res.Reason, "exit code 1") {
+		t.Fatalf("result %+v, want rolled back: restarted (exit code 1)", res)
+	}
+	s.running(oldImg, "app-1")
+	if r := s.record("app"); r.FailedDigest != newDig {
+		t.Errorf("failed digest %q, want the new one remembered", r.FailedDigest)
+	}
+}
+
 func TestStopFromOutsideDuringGateIsNotTheImagesFault(t *testing.T) {
 	s := newSite(t, 0)
 	s.runtimes[0].MinUptime = time.Hour // only the stop ends the gate
