@@ -506,3 +506,81 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// What hookd did not make or the user set aside is never touched: a stranger under the
+// temporary name, a paused member. Neither is the image's fault, so once they are out of the
+// way the same push rolls out.
+func TestRolloutLeavesStrangersAndPausedAlone(t *testing.T) {
+	f := newFleet(t, "web")
+	v1d := f.push(testkit.App{Version: "v1"})
+	f.install(v1d)
+	f.start("a", true, nil)
+	ctx := context.Background()
+	stranger, err := f.cli.ContainerCreate(ctx, &container.Config{Image: f.repo + ":latest", Labels: testkit.Labels(t)},
+		&container.HostConfig{Binds: []string{f.volume + ":/data"}}, nil, nil, f.id+"-a-hookd-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cli.ContainerStart(ctx, stranger.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := startHookd(t, f.config(""), t.TempDir(), nil)
+	v2d := f.push(testkit.App{Version: "v2"})
+	stillV1 := func(what string) {
+		t.Helper()
+		c, ok := f.members()[f.id+"-a"]
+		if !ok || c.Image != f.imageID(v1d) {
+			t.Fatalf("%s: member a %+v, want it on v1", what, c.State)
+		}
+		if st := h.status("web"); st.Record.FailedDigest == v2d {
+			t.Fatalf("%s: the push was blamed on the image", what)
+		}
+	}
+
+	if code, _ := h.deliver(f.delivery(v2d), "s1"); code != 202 {
+		t.Fatal("delivery s1 not queued")
+	}
+	st := h.waitJob("web", 0)
+	if st.LastRollout.Result != "failed" || !strings.Contains(st.LastRollout.Reason, "hookd did not make") {
+		t.Fatalf("with a stranger under the temporary name: %+v", st.LastRollout)
+	}
+	if c, err := f.cli.ContainerInspect(ctx, f.id+"-a-hookd-new"); err != nil || c.ID != stranger.ID || !c.State.Running {
+		t.Fatalf("the stranger was touched: %v", err)
+	}
+	stillV1("stranger")
+	if v, err := f.get(f.id+"-a", "/"); err != nil || v != "v1" {
+		t.Fatalf("a serves %q %v, want v1 untouched", v, err)
+	}
+	if err := f.cli.ContainerRemove(ctx, stranger.ID, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f.cli.ContainerPause(ctx, f.id+"-a"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.deliver(f.delivery(v2d), "s2"); code != 202 {
+		t.Fatal("delivery s2 not queued")
+	}
+	st = h.waitJob("web", st.LastRollout.JobID)
+	if st.LastRollout.Result != "failed" || !strings.Contains(st.LastRollout.Reason, "is paused") {
+		t.Fatalf("with a paused member: %+v", st.LastRollout)
+	}
+	if c := f.members()[f.id+"-a"]; c.State == nil || !c.State.Paused {
+		t.Fatal("the paused member is no longer paused")
+	}
+	stillV1("paused")
+
+	if err := f.cli.ContainerUnpause(ctx, f.id+"-a"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := h.deliver(f.delivery(v2d), "s3"); code != 202 {
+		t.Fatal("delivery s3 not queued")
+	}
+	st = h.waitJob("web", st.LastRollout.JobID)
+	if st.LastRollout.Result != "rolled_out" {
+		t.Fatalf("once out of the way: %+v", st.LastRollout)
+	}
+	if v, err := f.get(f.id+"-a", "/"); err != nil || v != "v2" {
+		t.Fatalf("a serves %q %v, want v2", v, err)
+	}
+}

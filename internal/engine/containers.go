@@ -160,6 +160,13 @@ func (e *Engine) State(ctx context.Context, id string) (State, error) {
 // directory, which /proc/self/mountinfo shows; the hostname, which the
 // engine defaults to the short ID, is the fallback.
 func (e *Engine) SelfID(ctx context.Context) string {
+	// A process does not move between containers: once the engine has answered, the answer
+	// holds for the life of the process.
+	e.selfMu.Lock()
+	defer e.selfMu.Unlock()
+	if e.selfKnown {
+		return e.self
+	}
 	var candidates []string
 	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
 		candidates = containerIDsFromMountinfo(f)
@@ -168,14 +175,20 @@ func (e *Engine) SelfID(ctx context.Context) string {
 	if h, err := os.Hostname(); err == nil && hexID.MatchString(h) {
 		candidates = append(candidates, h)
 	}
+	known := true
 	for _, id := range candidates {
 		c, err := e.cli.ContainerInspect(ctx, id)
 		// Inspect also accepts names and ID prefixes; only an ID that
 		// starts with the candidate counts.
 		if err == nil && strings.HasPrefix(c.ID, id) {
+			e.self, e.selfKnown = c.ID, true
 			return c.ID
 		}
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			known = false // the engine did not answer: ask again next time
+		}
 	}
+	e.selfKnown = known
 	return ""
 }
 

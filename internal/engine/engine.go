@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -24,6 +25,10 @@ import (
 // Engine talks to one Docker engine.
 type Engine struct {
 	cli *client.Client
+
+	selfMu    sync.Mutex
+	self      string
+	selfKnown bool
 }
 
 // New connects lazily to the engine named by the environment (DOCKER_HOST,
