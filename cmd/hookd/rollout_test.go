@@ -584,3 +584,40 @@ func TestRolloutLeavesStrangersAndPausedAlone(t *testing.T) {
 		t.Fatalf("a serves %q %v, want v2", v, err)
 	}
 }
+
+// A sidecar on the provider's network namespace (gluetun-style `--network container:<id>`)
+// would lose its network with the old provider; hookd changes nothing and says why.
+func TestRolloutWithANetworkSidecarChangesNothing(t *testing.T) {
+	f := newFleet(t, "vpn")
+	v1d := f.push(testkit.App{Version: "v1"})
+	f.install(v1d)
+	providerID := f.start("vpn", true, nil)
+	ctx := context.Background()
+	side, err := f.cli.ContainerCreate(ctx, &container.Config{Image: f.repo + ":latest", Env: []string{"APP_ADDR=:8081"}, Labels: testkit.Labels(t)},
+		&container.HostConfig{NetworkMode: container.NetworkMode("container:" + providerID)}, nil, nil, f.id+"-side")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cli.ContainerStart(ctx, side.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := startHookd(t, f.config(""), t.TempDir(), nil)
+	v2d := f.push(testkit.App{Version: "v2"})
+	if code, _ := h.deliver(f.delivery(v2d), "sc1"); code != 202 {
+		t.Fatal("delivery not queued")
+	}
+	st := h.waitJob("vpn", 0)
+	if st.LastRollout.Result != "failed" || !strings.Contains(st.LastRollout.Reason, f.id+"-side shares the network namespace of "+f.id+"-vpn") {
+		t.Fatalf("result %+v", st.LastRollout)
+	}
+	if st.Record.FailedDigest == v2d {
+		t.Fatal("a sidecar was blamed on the image")
+	}
+	if c := f.members()[f.id+"-vpn"]; c.ID != providerID || !c.State.Running {
+		t.Fatal("the provider was replaced or stopped")
+	}
+	// The sidecar still reaches the provider over their shared loopback.
+	if got := f.exec(f.id+"-side", "/app", "get", "http://127.0.0.1:8080/"); got != "v1" {
+		t.Fatalf("sidecar sees %q through the shared network, want v1", got)
+	}
+}

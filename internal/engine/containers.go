@@ -27,6 +27,9 @@ type Container struct {
 	Labels  map[string]string
 	// AutoRemove is set for `--rm` containers: the engine deletes them when they stop.
 	AutoRemove bool
+	// Joins maps "network", "pid" and "ipc" to the ID of the container whose namespace this
+	// one shares (`--network container:X`, compose's `network_mode: service:X`).
+	Joins map[string]string
 }
 
 // List returns every container, running or not, labelled label=value (any
@@ -38,16 +41,35 @@ func (e *Engine) List(ctx context.Context, label, value string) ([]Container, er
 	return e.list(ctx, label+"="+value)
 }
 
+// Joining returns every container, running or not, that shares a namespace of one of ids.
+func (e *Engine) Joining(ctx context.Context, ids []string) ([]Container, error) {
+	all, err := e.list(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Container
+	for _, c := range all {
+		for _, id := range c.Joins {
+			if slices.Contains(ids, id) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // list inspects each match because the list endpoint shows an image ID
 // instead of Config.Image once the tag the container was created from has
 // moved, and hookd groups containers by that reference.
 func (e *Engine) list(ctx context.Context, labelFilter string) ([]Container, error) {
-	found, err := e.cli.ContainerList(ctx, container.ListOptions{
-		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", labelFilter)),
-	})
+	opts := container.ListOptions{All: true}
+	if labelFilter != "" {
+		opts.Filters = filters.NewArgs(filters.Arg("label", labelFilter))
+	}
+	found, err := e.cli.ContainerList(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("list containers labelled %s: %w", labelFilter, err)
+		return nil, fmt.Errorf("list containers %s: %w", labelFilter, err)
 	}
 	out := make([]Container, 0, len(found))
 	for _, s := range found {
@@ -79,8 +101,16 @@ func summarise(c container.InspectResponse) Container {
 		out.Image = c.Config.Image
 		out.Labels = c.Config.Labels
 	}
-	if c.HostConfig != nil {
-		out.AutoRemove = c.HostConfig.AutoRemove
+	if hc := c.HostConfig; hc != nil {
+		out.AutoRemove = hc.AutoRemove
+		for kind, id := range map[string]string{"network": hc.NetworkMode.ConnectedContainer(), "pid": hc.PidMode.Container(), "ipc": hc.IpcMode.Container()} {
+			if id != "" {
+				if out.Joins == nil {
+					out.Joins = map[string]string{}
+				}
+				out.Joins[kind] = id
+			}
+		}
 	}
 	if c.State != nil {
 		out.Running = c.State.Running

@@ -36,6 +36,8 @@ type Container struct {
 	StopRequested          bool
 	// LastExit is the code the engine's die event would give; nil when none was logged.
 	LastExit *int
+	// Joins is as engine.Container's: namespace kind → ID of the container it shares.
+	Joins map[string]string
 }
 
 // Engine is the fake. Its hooks, when set, are called with the engine's lock released; a hook's
@@ -180,7 +182,7 @@ func summary(c *Container) engine.Container {
 		state = "running"
 	}
 	return engine.Container{ID: c.ID, Name: c.Name, Image: c.Image, ImageID: c.ImageID, Running: c.Running, State: state,
-		Labels: maps.Clone(c.Labels), AutoRemove: c.AutoRemove}
+		Labels: maps.Clone(c.Labels), AutoRemove: c.AutoRemove, Joins: maps.Clone(c.Joins)}
 }
 
 // HasImage implements the engine's lookup of repo@digest.
@@ -410,6 +412,25 @@ func derefInt(p *int) int {
 		return 0
 	}
 	return *p
+}
+
+// Joining returns the containers whose Joins name one of ids.
+func (e *Engine) Joining(ctx context.Context, ids []string) ([]engine.Container, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.down {
+		return nil, errDown()
+	}
+	var out []engine.Container
+	for _, c := range e.containers {
+		for _, id := range c.Joins {
+			if slices.Contains(ids, id) {
+				out = append(out, summary(c))
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // SelfID returns what SetSelf named.

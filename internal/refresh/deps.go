@@ -31,6 +31,8 @@ type Containers interface {
 	// of its last exit.
 	ExitSince(ctx context.Context, id string, since time.Time) (engine.Exit, error)
 	SelfID(ctx context.Context) string
+	// Joining returns the containers that share a namespace (network, pid, ipc) of one of ids.
+	Joining(ctx context.Context, ids []string) ([]engine.Container, error)
 }
 
 // Engine is the Docker engine as the rollout path sees it.

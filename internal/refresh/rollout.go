@@ -72,6 +72,11 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 			todo = append(todo, c)
 		}
 	}
+	if reason, err := s.joined(ctx, todo); err != nil {
+		return finished(res, hookd.OutcomeFailed, "look for containers that share a namespace: "+err.Error())
+	} else if reason != "" {
+		return finished(res, hookd.OutcomeFailed, reason)
+	}
 	// The local tag follows the digest, as `docker pull` would leave it, so new containers keep
 	// the image name they were created from and later `docker run`s get the same image.
 	if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
@@ -530,6 +535,31 @@ func (s *Service) ownTemp(ctx context.Context, sw *store.Switch) (string, error)
 		return c.ID, nil
 	}
 	return "", fmt.Errorf("a container named %s exists that hookd did not make (id %s); rename or remove it", sw.TempName, engine.ShortID(c.ID))
+}
+
+// joined explains why the rollout cannot go ahead when another container shares a namespace of
+// one to be replaced: it is tied to the old container's ID, so it would lose its network (or
+// its pid or ipc namespace) with the old container and fail to start once that is removed.
+// Until hookd recreates such dependents with their provider, it changes nothing instead.
+func (s *Service) joined(ctx context.Context, todo []engine.Container) (string, error) {
+	ids := make([]string, len(todo))
+	names := map[string]string{}
+	for i, c := range todo {
+		ids[i], names[c.ID] = c.ID, c.Name
+	}
+	deps, err := s.engine.Joining(ctx, ids)
+	if err != nil || len(deps) == 0 {
+		return "", err
+	}
+	var ties []string
+	for _, d := range deps {
+		for _, kind := range []string{"network", "pid", "ipc"} {
+			if provider, ok := names[d.Joins[kind]]; ok {
+				ties = append(ties, fmt.Sprintf("%s shares the %s namespace of %s", d.Name, kind, provider))
+			}
+		}
+	}
+	return strings.Join(ties, "; ") + " (container:<id>): hookd does not yet recreate such dependents with their provider, so it changed nothing; update them together by hand, or remove the hookd label", nil
 }
 
 // checkTempName refuses a rollout before it begins when a stranger holds c's temporary name.

@@ -445,6 +445,28 @@ func TestPausedContainerIsRefused(t *testing.T) {
 	}
 }
 
+// A sidecar on the provider's network (`--network container:<id>`, compose's service:) would
+// lose it with the old container: until dependents are recreated with their provider, the
+// rollout changes nothing and says why.
+func TestContainerWithDependentsIsRefused(t *testing.T) {
+	s := newSite(t, 0)
+	vpn := s.container("vpn", "app")
+	side := s.eng.Run("torrent", "reg.test/other/torrent:latest", nil, true)
+	side.Joins = map[string]string{"network": vpn.ID}
+	s.eng.Put(side)
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeFailed || !strings.Contains(res.Reason, "torrent shares the network namespace of vpn") {
+		t.Fatalf("result %+v", res)
+	}
+	if ops := s.eng.Ops(); len(ops) != 0 {
+		t.Errorf("engine changes: %q", ops)
+	}
+	if r := s.record("app"); r.FailedDigest != "" {
+		t.Errorf("failed digest %q: a dependent is not the image's fault", r.FailedDigest)
+	}
+}
+
 func TestParallelRuntimesAreBounded(t *testing.T) {
 	var runtimes []hookd.Runtime
 	for i := range 5 {
