@@ -175,3 +175,19 @@ func TestKeepLabelFreezesSettings(t *testing.T) {
 		t.Fatalf("unknown setting: %v", err)
 	}
 }
+
+func TestComposeImageRecordFollowsTheNewImage(t *testing.T) {
+	oldRD := []string{"ghcr.io/acme/web@sha256:aaa", "mirror.test/acme/web@sha256:aaa"}
+	newRD := []string{"ghcr.io/acme/web@sha256:bbb"}
+	for _, tc := range []struct{ recorded, want string }{
+		{"sha256:old-id", "sha256:new-id"},                                     // compose v2 with the classic store: the image ID
+		{"sha256:aaa", "sha256:bbb"},                                           // the registry digest
+		{"ghcr.io/acme/web@sha256:aaa", "ghcr.io/acme/web@sha256:bbb"},         // a full reference
+		{"mirror.test/acme/web@sha256:aaa", "mirror.test/acme/web@sha256:aaa"}, // no digest of the new image there: kept
+		{"something-else", "something-else"},
+	} {
+		if got := composeImage(tc.recorded, "sha256:old-id", oldRD, "sha256:new-id", newRD); got != tc.want {
+			t.Errorf("record %q became %q, want %q", tc.recorded, got, tc.want)
+		}
+	}
+}

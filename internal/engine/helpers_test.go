@@ -253,3 +253,13 @@ func hostGet(url string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// imageID is the engine's ID of the image ref names.
+func (e *env) imageID(ref string) string {
+	e.t.Helper()
+	img, err := e.cli.ImageInspect(e.ctx(), ref)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return img.ID
+}

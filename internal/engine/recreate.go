@@ -65,6 +65,13 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 	if err := keepAsIs(cfg, old.Config); err != nil {
 		return fail(err)
 	}
+	if recorded := cfg.Labels[LabelComposeImage]; recorded != "" {
+		newImage, err := e.cli.ImageInspect(ctx, image)
+		if err != nil {
+			return fail(fmt.Errorf("inspect new image %s: %w", image, err))
+		}
+		cfg.Labels[LabelComposeImage] = composeImage(recorded, oldImage.ID, oldImage.RepoDigests, newImage.ID, newImage.RepoDigests)
+	}
 	// From API 1.44 the engine keeps a MAC per network endpoint (inspect shows the generated
 	// ones there too) and Config.MacAddress is deprecated; before, Config.MacAddress held
 	// only a pinned one.
@@ -528,4 +535,32 @@ func keepAsIs(cfg *container.Config, oc *container.Config) error {
 		}
 	}
 	return nil
+}
+
+// LabelComposeImage is where docker compose records the image a service container was created
+// from; `docker compose up` recreates a container whose record differs from the image it
+// would use now.
+const LabelComposeImage = "com.docker.compose.image"
+
+// composeImage is the record compose would make for the new image, in the form it made for the
+// old one: the image ID, or the registry digest. A record of another form is left as it is.
+func composeImage(recorded, oldID string, oldRepoDigests []string, newID string, newRepoDigests []string) string {
+	if recorded == oldID {
+		return newID
+	}
+	for _, rd := range oldRepoDigests {
+		repo, digest, _ := strings.Cut(rd, "@")
+		if recorded != digest && recorded != rd {
+			continue
+		}
+		for _, nd := range newRepoDigests {
+			if r, d, _ := strings.Cut(nd, "@"); r == repo {
+				if recorded == rd {
+					return nd
+				}
+				return d
+			}
+		}
+	}
+	return recorded
 }

@@ -51,7 +51,7 @@ func TestCreateReplacementFaithful(t *testing.T) {
 		MacAddress:  pinnedMAC, //nolint:staticcheck // what `docker run --mac-address` sends at API 1.41
 		Env:         []string{"OVERRIDDEN=container", "OWN=mine"},
 		Cmd:         strslice.StrSlice{"serve", "container-cmd"},
-		Labels:      map[string]string{"explicit": "c", "shared": "container", "hookd.runtime": "faithful"},
+		Labels:      map[string]string{"explicit": "c", "shared": "container", "hookd.runtime": "faithful", LabelComposeImage: e.imageID(v1)},
 		Volumes:     map[string]struct{}{"/anon": {}},
 		StopSignal:  "SIGINT",
 		StopTimeout: &stopTimeout,
@@ -117,7 +117,8 @@ func TestCreateReplacementFaithful(t *testing.T) {
 	if !slices.Equal(repl.Config.Cmd, old.Config.Cmd) || !slices.Equal(repl.Config.Entrypoint, old.Config.Entrypoint) {
 		t.Errorf("command = %v %v, want %v %v", repl.Config.Entrypoint, repl.Config.Cmd, old.Config.Entrypoint, old.Config.Cmd)
 	}
-	wantLabels := map[string]string{"explicit": "c", "shared": "container", "hookd.runtime": "faithful", "org.example.image": "v2", "org.example.new": "yes"}
+	wantLabels := map[string]string{"explicit": "c", "shared": "container", "hookd.runtime": "faithful", "org.example.image": "v2", "org.example.new": "yes",
+		LabelComposeImage: e.imageID(v2), LabelReplaces: oldID}
 	for k, v := range e.labels(wantLabels) {
 		if repl.Config.Labels[k] != v {
 			t.Errorf("label %s = %q, want %q", k, repl.Config.Labels[k], v)
