@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -412,9 +413,11 @@ func (f *fleet) checkAllOld(oldImage string) {
 		if !ok || c.Image != oldImage || !c.State.Running {
 			f.t.Fatalf("%s: present=%v image %s running=%v, want old image running", name, ok, c.Image, c.State.Running)
 		}
-		if v, err := f.get(name, "/"); err != nil || v != "v1" {
-			f.t.Fatalf("%s answers %q %v, want v1", name, v, err)
-		}
+		// Started again at the end of the roll back: it may take a moment to listen.
+		testkit.Eventually(f.t, 30*time.Second, func() (bool, string) {
+			v, err := f.get(name, "/")
+			return err == nil && v == "v1", fmt.Sprintf("%s answers %q %v, want v1", name, v, err)
+		})
 		if v := f.exec(name, "/app", "read", "/anon/"+s); v != "anon-"+s {
 			f.t.Fatalf("%s anonymous volume holds %q", name, v)
 		}
@@ -585,9 +588,11 @@ func TestRolloutLeavesStrangersAndPausedAlone(t *testing.T) {
 	}
 }
 
-// A sidecar on the provider's network namespace (gluetun-style `--network container:<id>`)
-// would lose its network with the old provider; hookd changes nothing and says why.
-func TestRolloutWithANetworkSidecarChangesNothing(t *testing.T) {
+// A sidecar on the provider's network namespace (gluetun-style `--network container:<id>`) is
+// tied to the old provider's ID: hookd recreates it, on its own image, joined to the new
+// provider. When the provider's new image fails, both are back as they were, and the sidecar,
+// whose namespace the engine tore down with the old provider, is restarted into it again.
+func TestRolloutCarriesANetworkSidecar(t *testing.T) {
 	f := newFleet(t, "vpn")
 	v1d := f.push(testkit.App{Version: "v1"})
 	f.install(v1d)
@@ -601,23 +606,48 @@ func TestRolloutWithANetworkSidecarChangesNothing(t *testing.T) {
 	if err := f.cli.ContainerStart(ctx, side.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	sideSees := func() string { return f.exec(f.id+"-side", "/app", "get", "http://127.0.0.1:8080/") }
+	if got := sideSees(); got != "v1" {
+		t.Fatalf("before: sidecar sees %q", got)
+	}
 	h := startHookd(t, f.config(""), t.TempDir(), nil)
+
 	v2d := f.push(testkit.App{Version: "v2"})
 	if code, _ := h.deliver(f.delivery(v2d), "sc1"); code != 202 {
 		t.Fatal("delivery not queued")
 	}
 	st := h.waitJob("vpn", 0)
-	if st.LastRollout.Result != "failed" || !strings.Contains(st.LastRollout.Reason, f.id+"-side shares the network namespace of "+f.id+"-vpn") {
+	if st.LastRollout.Result != "rolled_out" || !slices.Equal(st.LastRollout.Recreated, []string{f.id + "-vpn", f.id + "-side"}) {
 		t.Fatalf("result %+v", st.LastRollout)
 	}
-	if st.Record.FailedDigest == v2d {
-		t.Fatal("a sidecar was blamed on the image")
+	now, err := f.cli.ContainerInspect(ctx, f.id+"-side")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c := f.members()[f.id+"-vpn"]; c.ID != providerID || !c.State.Running {
-		t.Fatal("the provider was replaced or stopped")
+	provider := f.members()[f.id+"-vpn"]
+	if now.ID == side.ID || string(now.HostConfig.NetworkMode) != "container:"+provider.ID || now.Image != f.imageID(v1d) {
+		t.Fatalf("sidecar %s joins %s on %s; want a new one joining %s on its own image", now.ID, now.HostConfig.NetworkMode, now.Image, provider.ID)
 	}
-	// The sidecar still reaches the provider over their shared loopback.
-	if got := f.exec(f.id+"-side", "/app", "get", "http://127.0.0.1:8080/"); got != "v1" {
-		t.Fatalf("sidecar sees %q through the shared network, want v1", got)
+	if got := sideSees(); got != "v2" {
+		t.Fatalf("after the rollout the sidecar sees %q through the shared network, want v2", got)
+	}
+
+	bad := f.push(testkit.App{Version: "bad", Mode: "exit"})
+	if code, _ := h.deliver(f.delivery(bad), "sc2"); code != 202 {
+		t.Fatal("delivery not queued")
+	}
+	st = h.waitJob("vpn", st.LastRollout.JobID)
+	if st.LastRollout.Result != "rolled_back" {
+		t.Fatalf("broken provider: %+v", st.LastRollout)
+	}
+	if c := f.members()[f.id+"-vpn"]; c.ID != provider.ID || !c.State.Running {
+		t.Fatal("the provider is not back")
+	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		c, err := f.cli.ContainerInspect(ctx, f.id+"-side")
+		return err == nil && c.State.Running, "sidecar not running"
+	})
+	if got := sideSees(); got != "v2" {
+		t.Fatalf("after the roll back the sidecar sees %q, want v2 again", got)
 	}
 }

@@ -129,6 +129,15 @@ func (e *Engine) Stop(ctx context.Context, id string) error {
 	return nil
 }
 
+// Restart stops (with its own signal and timeout) and starts the container: one that shares
+// another's namespace joins it afresh after that one was restarted.
+func (e *Engine) Restart(ctx context.Context, id string) error {
+	if err := e.cli.ContainerRestart(ctx, id, container.StopOptions{}); err != nil {
+		return fmt.Errorf("restart container %s: %w", id, err)
+	}
+	return nil
+}
+
 // Rename gives the container a new name.
 func (e *Engine) Rename(ctx context.Context, id, name string) error {
 	if err := e.cli.ContainerRename(ctx, id, name); err != nil {

@@ -28,6 +28,18 @@ import (
 // container did not override is left unset, so the new image's defaults
 // apply. On failure nothing is left behind.
 func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name string) (string, error) {
+	return e.createReplacement(ctx, oldID, image, name, nil)
+}
+
+// CreateDependent is CreateReplacement for a container that shares the network, pid or ipc
+// namespace of another (`container:<id>`): providers maps each old provider's ID to its
+// replacement's, so the copy joins the new one. With image "" it keeps its own image, under the
+// reference it was created from while that still names the same image.
+func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
+	return e.createReplacement(ctx, oldID, image, name, providers)
+}
+
+func (e *Engine) createReplacement(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("create replacement %s for %s: %w", name, oldID, err)
 	}
@@ -37,6 +49,12 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 	}
 	if old.Config == nil || old.HostConfig == nil {
 		return fail(errors.New("inspect: no config"))
+	}
+	if image == "" {
+		image = old.Image
+		if cur, err := e.cli.ImageInspect(ctx, old.Config.Image); err == nil && cur.ID == old.Image {
+			image = old.Config.Image
+		}
 	}
 	// Without the old image hookd cannot tell the container's own settings
 	// from the image's defaults; guessing either way could break the new
@@ -83,6 +101,15 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 	hc, err := e.replacementHostConfig(ctx, old)
 	if err != nil {
 		return fail(err)
+	}
+	if id, ok := providers[hc.NetworkMode.ConnectedContainer()]; ok {
+		hc.NetworkMode = container.NetworkMode("container:" + id)
+	}
+	if id, ok := providers[hc.PidMode.Container()]; ok {
+		hc.PidMode = container.PidMode("container:" + id)
+	}
+	if id, ok := providers[hc.IpcMode.Container()]; ok {
+		hc.IpcMode = container.IpcMode("container:" + id)
 	}
 	first, rest := replacementEndpoints(old, hc, endpointMACs)
 	var netCfg *network.NetworkingConfig

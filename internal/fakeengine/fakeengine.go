@@ -38,6 +38,9 @@ type Container struct {
 	LastExit *int
 	// Joins is as engine.Container's: namespace kind → ID of the container it shares.
 	Joins map[string]string
+	// Stale is set on a running container whose provider stopped: it runs in a namespace
+	// the engine has torn down (no network), until it is started again.
+	Stale bool
 }
 
 // Engine is the fake. Its hooks, when set, are called with the engine's lock released; a hook's
@@ -268,6 +271,12 @@ func (e *Engine) List(ctx context.Context, label, value string) ([]engine.Contai
 
 // CreateReplacement creates a stopped copy of oldID on image under name, labelled as hookd's.
 func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name string) (string, error) {
+	return e.CreateDependent(ctx, oldID, image, name, nil)
+}
+
+// CreateDependent is CreateReplacement with the copy's Joins moved from old providers to new
+// ones; image "" keeps the old container's.
+func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
 	if e.OnCreate != nil {
 		if err := e.OnCreate(oldID, image, name); err != nil {
 			return "", err
@@ -288,7 +297,20 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 		labels = map[string]string{}
 	}
 	labels[engine.LabelReplaces] = old.ID
-	c := &Container{ID: fmt.Sprintf("%064d", e.seq), Name: name, Image: image, ImageID: e.images[image], Labels: labels, AutoRemove: old.AutoRemove}
+	imageID := e.images[image]
+	if image == "" {
+		image, imageID = old.Image, old.ImageID
+	}
+	c := &Container{ID: fmt.Sprintf("%064d", e.seq), Name: name, Image: image, ImageID: imageID, Labels: labels, AutoRemove: old.AutoRemove}
+	for kind, id := range old.Joins {
+		if c.Joins == nil {
+			c.Joins = map[string]string{}
+		}
+		c.Joins[kind] = id
+		if n, ok := providers[id]; ok {
+			c.Joins[kind] = n
+		}
+	}
 	e.containers[c.ID] = c
 	e.log("create", c)
 	return c.ID, nil
@@ -319,6 +341,11 @@ func (e *Engine) Stop(ctx context.Context, id string) error {
 		return err
 	}
 	c.Running, c.Paused = false, false
+	for _, d := range e.containers {
+		if d.Running && slices.Contains(slices.Collect(maps.Values(d.Joins)), c.ID) {
+			d.Stale = true
+		}
+	}
 	e.log("stop", c)
 	return nil
 }
@@ -345,16 +372,43 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 	if c, err = e.get(id); err != nil {
 		return err
 	}
+	for _, p := range c.Joins {
+		if pc, ok := e.containers[p]; !ok || !pc.Running {
+			return fmt.Errorf("cannot join network of a non running container: %s", p)
+		}
+	}
 	c.Running = true
+	c.Stale = false
 	e.log("start", c)
 	return nil
 }
 
-// Remove force-removes a container.
+// Restart stops and starts a container; it joins its providers' namespaces afresh.
+func (e *Engine) Restart(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	for _, p := range c.Joins {
+		if pc, ok := e.containers[p]; !ok || !pc.Running {
+			return fmt.Errorf("cannot join network of a non running container: %s", p)
+		}
+	}
+	c.Running, c.Paused, c.Stale = true, false, false
+	e.log("restart", c)
+	return nil
+}
+
+// Remove force-removes a container; a missing one is not an error, as with the engine adapter.
 func (e *Engine) Remove(ctx context.Context, id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, err := e.get(id)
+	if engine.IsNotFound(err) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

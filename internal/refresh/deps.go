@@ -21,6 +21,10 @@ type Images interface {
 type Containers interface {
 	Inspect(ctx context.Context, id string) (engine.Container, error)
 	CreateReplacement(ctx context.Context, oldID, image, name string) (string, error)
+	// CreateDependent is CreateReplacement for a container sharing the namespace of others:
+	// providers maps their old IDs to their replacements'. Image "" keeps its own.
+	CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error)
+	Restart(ctx context.Context, id string) error
 	Rename(ctx context.Context, id, name string) error
 	Stop(ctx context.Context, id string) error
 	Start(ctx context.Context, id string) error

@@ -72,7 +72,8 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 			todo = append(todo, c)
 		}
 	}
-	if reason, err := s.joined(ctx, todo); err != nil {
+	todo, deps, reason, err := s.dependents(ctx, todo, self)
+	if err != nil {
 		return finished(res, hookd.OutcomeFailed, "look for containers that share a namespace: "+err.Error())
 	} else if reason != "" {
 		return finished(res, hookd.OutcomeFailed, reason)
@@ -94,8 +95,15 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		Runtime: rt.Name, JobID: res.JobID, Ref: ref, Image: rt.Image, OldImageID: todo[0].ImageID,
 		Cleanup: rt.Cleanup, Containers: map[string]*store.Switch{},
 	}}
+	for _, d := range deps {
+		var providers []string
+		for _, id := range d.Joins {
+			providers = append(providers, id)
+		}
+		j.r.Dependents = append(j.r.Dependents, store.Dependent{ID: d.ID, Name: d.Name, Providers: providers})
+	}
 	// A name taken by a container hookd did not make is the user's: nothing is touched.
-	for _, c := range todo {
+	for _, c := range slices.Concat(todo, deps) {
 		if err := s.checkTempName(ctx, c); err != nil {
 			return finished(res, hookd.OutcomeFailed, err.Error())
 		}
@@ -108,7 +116,7 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		var wg sync.WaitGroup
 		for i, c := range batch {
 			wg.Go(func() {
-				if errs[i] = s.switchOne(bctx, j, rt, c, imageID); errs[i] != nil {
+				if errs[i] = s.switchOne(bctx, j, rt, c, imageID, nil, true); errs[i] != nil {
 					cancel() // the batch rolls back anyway: the others need not sit out their gates
 				}
 			})
@@ -120,6 +128,23 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		}
 		for _, c := range batch {
 			res.Recreated = append(res.Recreated, c.Name)
+		}
+	}
+	// Dependents follow once every provider runs its replacement, one at a time, each joining
+	// the new containers; a failure rolls the whole graph back.
+	if len(deps) > 0 {
+		providers := map[string]string{}
+		for _, sw := range j.r.Containers {
+			providers[sw.OldID] = sw.NewID
+		}
+		for _, d := range deps {
+			dctx, cancel := context.WithTimeout(ctx, max(minUptime, healthTimeout)+engineSlack)
+			err := s.switchOne(dctx, j, rt, d, imageID, providers, slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == d.ID }))
+			cancel()
+			if err != nil {
+				return s.rollBack(ctx, j, err, res)
+			}
+			res.Recreated = append(res.Recreated, d.Name)
 		}
 	}
 	j.r.Committed = true
@@ -204,7 +229,10 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 // give the new one the name, stop the old one, start the new one and let it prove itself. Each
 // step is journaled before it is taken; the old container is kept until the whole runtime has
 // switched.
-func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string) error {
+//
+// A dependent (providers set: old provider ID → new) is recreated joining the new providers,
+// on the runtime's image when it is a member of the runtime, otherwise on its own.
+func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string, providers map[string]string, member bool) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
 		TempName: c.Name + catalog.TempSuffix, AsideName: c.Name + catalog.AsideSuffix,
@@ -223,14 +251,23 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	if img, err := config.NormalizeImage(c.Image); err != nil || img != rt.Image {
 		image = rt.Image
 	}
-	newID, err := s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
+	var newID string
+	var err error
+	if providers == nil {
+		newID, err = s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
+	} else {
+		if !member {
+			image, imageID = "", c.ImageID // not the runtime's: it keeps its image
+		}
+		newID, err = s.engine.CreateDependent(ctx, c.ID, image, sw.TempName, providers)
+	}
 	if err != nil {
 		return imageFault(ctx, fmt.Errorf("%s: create: %w", c.Name, err))
 	}
 	if created, err := s.engine.Inspect(ctx, newID); err != nil {
 		return fmt.Errorf("%s: inspect replacement: %w", c.Name, err)
 	} else if created.ImageID != imageID {
-		return fmt.Errorf("%s: replacement got image %s, not the pulled %s", c.Name, created.ImageID, imageID)
+		return fmt.Errorf("%s: replacement got image %s, not %s", c.Name, created.ImageID, imageID)
 	}
 	// Names are swapped while the old container still serves, so the time nothing answers is
 	// only the engine's stop of the old one and start of the new one.
@@ -338,7 +375,7 @@ func suffix(s string) string {
 func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 	var errs []error
 	oldImages := map[string]bool{}
-	for _, sw := range r.Containers {
+	for _, sw := range reverseOrder(r) { // dependents before the containers they joined
 		oldImages[sw.OldImageID] = true
 		old, err := s.engine.Inspect(ctx, sw.OldID)
 		if engine.IsNotFound(err) {
@@ -374,11 +411,22 @@ func (s *Service) commit(ctx context.Context, r *store.Rollout) error {
 // container under its name, running if it was, and the tag back on the old image. Each step
 // checks the engine first, so a revert interrupted by a crash is simply run again.
 func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
-	var errs []error
+	// Last switched first. A dependent's old container can only start once its provider's
+	// runs again, which the reverse order reaches after it: those are tried again, in order.
+	var again []*store.Switch
 	for _, sw := range reverseOrder(r) {
+		if err := s.revertOne(ctx, sw); err != nil {
+			again = append([]*store.Switch{sw}, again...)
+		}
+	}
+	var errs []error
+	for _, sw := range again {
 		if err := s.revertOne(ctx, sw); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sw.Name, err))
 		}
+	}
+	if err := s.rejoin(ctx, r); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -390,6 +438,37 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 		}
 	}
 	return s.store.ClearJournal(r.Runtime)
+}
+
+// rejoin restarts the dependents that kept running in the namespace of a provider this rollout
+// stopped: the engine tore that namespace down, and only a start joins the provider's again.
+func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
+	stopped := map[string]bool{}
+	for _, sw := range r.Containers {
+		if sw.Step != store.StepCreate && sw.Step != store.StepRenameOld && sw.Step != store.StepRenameNew {
+			stopped[sw.OldID] = true
+		}
+	}
+	var errs []error
+	for _, d := range r.Dependents {
+		if sw, ok := r.Containers[d.Name]; ok && sw.OldID == d.ID && stopped[d.ID] {
+			continue // its own revert started it after its provider
+		}
+		if !slices.ContainsFunc(d.Providers, func(id string) bool { return stopped[id] }) {
+			continue
+		}
+		c, err := s.engine.Inspect(ctx, d.ID)
+		if engine.IsNotFound(err) {
+			continue
+		}
+		if err == nil && c.Running {
+			err = s.engine.Restart(ctx, d.ID)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rejoin %s to its provider: %w", d.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {
@@ -537,29 +616,45 @@ func (s *Service) ownTemp(ctx context.Context, sw *store.Switch) (string, error)
 	return "", fmt.Errorf("a container named %s exists that hookd did not make (id %s); rename or remove it", sw.TempName, engine.ShortID(c.ID))
 }
 
-// joined explains why the rollout cannot go ahead when another container shares a namespace of
-// one to be replaced: it is tied to the old container's ID, so it would lose its network (or
-// its pid or ipc namespace) with the old container and fail to start once that is removed.
-// Until hookd recreates such dependents with their provider, it changes nothing instead.
-func (s *Service) joined(ctx context.Context, todo []engine.Container) (string, error) {
+// dependents finds the containers that share a namespace (network, pid, ipc) of one to be
+// replaced. They are tied to the old container's ID: left alone they would lose their network
+// with it, and fail to start once it is removed. So they are recreated after their providers,
+// joining the new ones; members of the runtime among them move from todo to the dependents.
+// Shapes hookd does not handle are refused with the reason before anything changes.
+func (s *Service) dependents(ctx context.Context, todo []engine.Container, self string) (providers, deps []engine.Container, reason string, err error) {
 	ids := make([]string, len(todo))
-	names := map[string]string{}
 	for i, c := range todo {
-		ids[i], names[c.ID] = c.ID, c.Name
+		ids[i] = c.ID
 	}
-	deps, err := s.engine.Joining(ctx, ids)
-	if err != nil || len(deps) == 0 {
-		return "", err
+	found, err := s.engine.Joining(ctx, ids)
+	if err != nil || len(found) == 0 {
+		return todo, nil, "", err
 	}
-	var ties []string
-	for _, d := range deps {
-		for _, kind := range []string{"network", "pid", "ipc"} {
-			if provider, ok := names[d.Joins[kind]]; ok {
-				ties = append(ties, fmt.Sprintf("%s shares the %s namespace of %s", d.Name, kind, provider))
-			}
+	isDep := map[string]bool{}
+	depIDs := make([]string, 0, len(found))
+	for _, d := range found {
+		isDep[d.ID] = true
+		depIDs = append(depIDs, d.ID)
+		switch {
+		case d.ID == self:
+			return nil, nil, d.Name + " (hookd itself) shares a namespace of a container to replace; hookd does not recreate itself", nil
+		case d.State == "paused":
+			return nil, nil, d.Name + " shares a namespace of a container to replace and is paused; unpause it and hookd rolls the runtime out", nil
+		case d.AutoRemove && d.Running:
+			return nil, nil, d.Name + " shares a namespace of a container to replace and runs with --rm; hookd cannot replace it safely", nil
 		}
 	}
-	return strings.Join(ties, "; ") + " (container:<id>): hookd does not yet recreate such dependents with their provider, so it changed nothing; update them together by hand, or remove the hookd label", nil
+	if deeper, err := s.engine.Joining(ctx, depIDs); err != nil {
+		return nil, nil, "", err
+	} else if len(deeper) > 0 {
+		return nil, nil, deeper[0].Name + " shares a namespace of a container that itself shares one of a container to replace; hookd recreates one level of such dependents", nil
+	}
+	for _, c := range todo {
+		if !isDep[c.ID] {
+			providers = append(providers, c)
+		}
+	}
+	return providers, found, "", nil
 }
 
 // checkTempName refuses a rollout before it begins when a stranger holds c's temporary name.

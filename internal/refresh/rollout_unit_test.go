@@ -28,12 +28,13 @@ import (
 // Docker. The real engine covers the same paths end to end in cmd/hookd.
 
 const (
-	image  = "reg.test/acme/app:latest"
-	repo   = "reg.test/acme/app"
-	oldDig = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
-	newDig = "sha256:0000000000000000000000000000000000000000000000000000000000000002"
-	oldImg = "sha256:aaaa"
-	newImg = "sha256:bbbb"
+	sideImg = "sha256:5ide"
+	image   = "reg.test/acme/app:latest"
+	repo    = "reg.test/acme/app"
+	oldDig  = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
+	newDig  = "sha256:0000000000000000000000000000000000000000000000000000000000000002"
+	oldImg  = "sha256:aaaa"
+	newImg  = "sha256:bbbb"
 )
 
 type fakeRegistry struct {
@@ -445,25 +446,117 @@ func TestPausedContainerIsRefused(t *testing.T) {
 	}
 }
 
-// A sidecar on the provider's network (`--network container:<id>`, compose's service:) would
-// lose it with the old container: until dependents are recreated with their provider, the
-// rollout changes nothing and says why.
-func TestContainerWithDependentsIsRefused(t *testing.T) {
+// sidecar adds a container outside the runtime that shares the network namespace of provider
+// (`--network container:<id>`, compose's `network_mode: service:`, a VPN sidecar).
+func (s *site) sidecar(name string, provider fakeengine.Container) fakeengine.Container {
+	s.eng.AddImage(sideImg, "reg.test/other/"+name+":latest")
+	c := s.eng.Run(name, "reg.test/other/"+name+":latest", nil, true)
+	c.Joins = map[string]string{"network": provider.ID}
+	s.eng.Put(c)
+	return c
+}
+
+// joinedLive checks that dependent runs on its own image, in the namespace of the container now
+// called provider, and is not left in a torn-down one.
+func (s *site) joinedLive(dependent, provider string) {
+	s.t.Helper()
+	d, _ := s.eng.ByName(dependent)
+	p, _ := s.eng.ByName(provider)
+	if !d.Running || d.Stale || d.Joins["network"] != p.ID || !p.Running {
+		s.t.Errorf("%s: running %v stale %v joins %s; %s is %s running %v", dependent, d.Running, d.Stale, d.Joins["network"], provider, p.ID, p.Running)
+	}
+}
+
+func TestDependentOutsideTheRuntimeFollowsItsProvider(t *testing.T) {
 	s := newSite(t, 0)
 	vpn := s.container("vpn", "app")
-	side := s.eng.Run("torrent", "reg.test/other/torrent:latest", nil, true)
-	side.Joins = map[string]string{"network": vpn.ID}
-	s.eng.Put(side)
+	side := s.sidecar("torrent", vpn)
 	s.run()
 	res := s.refresh("app")
-	if res.Outcome != hookd.OutcomeFailed || !strings.Contains(res.Reason, "torrent shares the network namespace of vpn") {
+	if res.Outcome != hookd.OutcomeRolledOut || !slices.Equal(res.Recreated, []string{"vpn", "torrent"}) {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(newImg, "vpn")
+	s.running(sideImg, "torrent") // its own image, never the runtime's
+	s.joinedLive("torrent", "vpn")
+	if c, _ := s.eng.ByName("torrent"); c.ID == side.ID {
+		t.Error("the sidecar was not recreated")
+	}
+	if n := len(s.eng.Containers()); n != 2 {
+		t.Errorf("%d containers left, want 2: %+v", n, s.eng.Containers())
+	}
+	ops := s.eng.Ops()
+	if slices.Index(ops, "start vpn") > slices.Index(ops, "create torrent-hookd-new") {
+		t.Errorf("the dependent was created before its provider ran: %q", ops)
+	}
+}
+
+// A provider whose new image fails is rolled back, and the sidecar, which kept running in the
+// namespace the engine tore down with the old provider, is restarted into the old one's again.
+func TestBrokenProviderRollsBackAndRejoinsItsDependent(t *testing.T) {
+	s := newSite(t, 0)
+	vpn := s.container("vpn", "app")
+	s.sidecar("torrent", vpn)
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == newImg {
+			c.Running, c.ExitCode = false, 1
+		}
+		return nil
+	}
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeRolledBack {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(oldImg, "vpn")
+	s.joinedLive("torrent", "vpn")
+	if !slices.Contains(s.eng.Ops(), "restart torrent") {
+		t.Errorf("the sidecar was not restarted into its provider: %q", s.eng.Ops())
+	}
+}
+
+// A dependent that fails its gate rolls the whole graph back; its old container can start only
+// once its provider's runs again, and does.
+func TestFailingDependentRollsBackTheGraph(t *testing.T) {
+	s := newSite(t, 0)
+	vpn := s.container("vpn", "app")
+	side := s.sidecar("torrent", vpn)
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == sideImg && c.ID != side.ID {
+			c.Running, c.ExitCode = false, 2
+		}
+		return nil
+	}
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "torrent") {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(oldImg, "vpn")
+	s.running(sideImg, "torrent")
+	s.joinedLive("torrent", "vpn")
+	if c, _ := s.eng.ByName("torrent"); c.ID != side.ID {
+		t.Error("the old sidecar is not back")
+	}
+}
+
+// One level of dependents is recreated; a container joined to a dependent is a shape hookd
+// refuses, before it changes anything.
+func TestChainOfDependentsIsRefused(t *testing.T) {
+	s := newSite(t, 0)
+	vpn := s.container("vpn", "app")
+	side := s.sidecar("torrent", vpn)
+	s.sidecar("exporter", side)
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeFailed || !strings.Contains(res.Reason, "exporter shares a namespace") {
 		t.Fatalf("result %+v", res)
 	}
 	if ops := s.eng.Ops(); len(ops) != 0 {
 		t.Errorf("engine changes: %q", ops)
 	}
 	if r := s.record("app"); r.FailedDigest != "" {
-		t.Errorf("failed digest %q: a dependent is not the image's fault", r.FailedDigest)
+		t.Errorf("failed digest %q: the shape is not the image's fault", r.FailedDigest)
 	}
 }
 
@@ -597,5 +690,62 @@ func TestCrashRecoveryRevertsAnUnfinishedRollout(t *testing.T) {
 	s.running(oldImg, "app-1")
 	if c, _ := s.eng.ByName("app-1"); c.ID != old.ID {
 		t.Errorf("app-1 is %s, want the old container back", c.ID)
+	}
+}
+
+// hookd killed at points of a dependent's switch: the next start's recovery converges with the
+// provider and the sidecar running, the sidecar in the provider's live namespace.
+func TestCrashDuringTheDependentsSwitchConverges(t *testing.T) {
+	for _, point := range []string{"create", "start"} {
+		t.Run(point, func(t *testing.T) {
+			s := newSite(t, 0)
+			vpn := s.container("vpn", "app")
+			side := s.sidecar("torrent", vpn)
+			dead := make(chan struct{}) // the first process "dies" here: it never takes another step
+			reached := make(chan struct{}, 1)
+			var armed atomic.Bool
+			armed.Store(true)
+			die := func() error {
+				if !armed.Swap(false) {
+					return nil
+				}
+				reached <- struct{}{}
+				<-dead
+				return errors.New("process gone")
+			}
+			s.eng.OnCreate = func(oldID, _, _ string) error {
+				if point == "create" && oldID == side.ID {
+					return die()
+				}
+				return nil
+			}
+			s.eng.OnStart = func(c fakeengine.Container) error {
+				if point == "start" && c.ImageID == sideImg && c.ID != side.ID {
+					return die()
+				}
+				return nil
+			}
+			s.run()
+			t.Cleanup(func() { close(dead) })                    // before the site's stop, which waits for the worker
+			go s.svc.Refresh(context.Background(), "app", false) //nolint:errcheck // the process dies mid-way
+			select {
+			case <-reached:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the rollout never reached the dependent")
+			}
+
+			// The next start, on the same state and engine.
+			next := New(s.store, catalog.New(s.runtimes, s.eng, time.Minute), s.reg, s.eng, 0, NewMetrics(prometheus.NewRegistry()),
+				slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if unsettled := next.recover(context.Background()); len(unsettled) != 0 {
+				t.Fatalf("unsettled after recovery: %v", unsettled)
+			}
+			s.running(oldImg, "vpn")
+			s.running(sideImg, "torrent")
+			s.joinedLive("torrent", "vpn")
+			if c, _ := s.eng.ByName("vpn"); c.ID != vpn.ID {
+				t.Error("the old provider is not back")
+			}
+		})
 	}
 }

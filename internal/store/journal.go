@@ -29,6 +29,16 @@ type Rollout struct {
 	Cleanup    bool               `json:"cleanup"`      // remove replaced images on commit
 	Committed  bool               `json:"committed"`    // every container switched: only old ones remain to remove
 	Containers map[string]*Switch `json:"containers"`   // by Name
+	// Dependents share a namespace of a container being replaced; they are switched after
+	// their providers, and a revert restarts those it finds running on a provider it stopped.
+	Dependents []Dependent `json:"dependents,omitempty"`
+}
+
+// Dependent is a container that shares the network, pid or ipc namespace of a provider.
+type Dependent struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Providers []string `json:"providers"` // IDs of the old containers whose namespaces it shares
 }
 
 // Switch is one container's progress.
