@@ -651,3 +651,61 @@ func TestRolloutCarriesANetworkSidecar(t *testing.T) {
 		t.Fatalf("after the roll back the sidecar sees %q, want v2 again", got)
 	}
 }
+
+// Provider and dependent both in the runtime roll out in one go, the dependent on the new image
+// joined to the new provider; a shared pid namespace the same way (ipc is the same code path;
+// it needs a shareable donor), and --volumes-from (by name) keeps working.
+func TestRolloutOfProviderAndDependentsInOneRuntime(t *testing.T) {
+	f := newFleet(t, "web")
+	v1d := f.push(testkit.App{Version: "v1"})
+	f.install(v1d)
+	providerID := f.start("main", true, nil)
+	ctx := context.Background()
+	l := testkit.Labels(t)
+	l["hookd.runtime"] = "web"
+	mk := func(suffix string, hc *container.HostConfig) string {
+		c, err := f.cli.ContainerCreate(ctx, &container.Config{Image: f.repo + ":latest", Env: []string{"APP_ADDR=:" + map[string]string{"net": "8081", "pid": "8082", "vols": "8083"}[suffix]}, Labels: l},
+			hc, nil, nil, f.id+"-"+suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	mk("net", &container.HostConfig{NetworkMode: container.NetworkMode("container:" + providerID)})
+	mk("pid", &container.HostConfig{PidMode: container.PidMode("container:" + providerID)})
+	mk("vols", &container.HostConfig{VolumesFrom: []string{f.id + "-main"}})
+	h := startHookd(t, f.config(""), t.TempDir(), nil)
+
+	v2d := f.push(testkit.App{Version: "v2"})
+	if code, _ := h.deliver(f.delivery(v2d), "pd1"); code != 202 {
+		t.Fatal("delivery not queued")
+	}
+	st := h.waitJob("web", 0)
+	if st.LastRollout.Result != "rolled_out" || len(st.LastRollout.Recreated) != 4 {
+		t.Fatalf("result %+v, want all four recreated", st.LastRollout)
+	}
+	members := f.members()
+	provider := members[f.id+"-main"]
+	for _, name := range []string{"net", "pid", "vols"} {
+		c := members[f.id+"-"+name]
+		if !c.State.Running || c.Image != f.imageID(v2d) {
+			t.Fatalf("%s: running %v on %s, want running on v2", name, c.State.Running, c.Image)
+		}
+	}
+	if got := string(members[f.id+"-net"].HostConfig.NetworkMode); got != "container:"+provider.ID {
+		t.Fatalf("net joins %s, want the new provider %s", got, provider.ID)
+	}
+	if got := members[f.id+"-pid"].HostConfig.PidMode; string(got) != "container:"+provider.ID {
+		t.Fatalf("pid joins %s, want the new provider", got)
+	}
+	if got := f.exec(f.id+"-net", "/app", "get", "http://127.0.0.1:8080/"); got != "v2" {
+		t.Fatalf("net sidecar sees %q, want v2", got)
+	}
+	// The anonymous volume of the provider, written before the rollout, is the one volumes-from sees.
+	if got := f.exec(f.id+"-vols", "/app", "read", "/anon/main"); got != "anon-main" {
+		t.Fatalf("volumes-from sees %q", got)
+	}
+}
