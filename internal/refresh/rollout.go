@@ -72,6 +72,7 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 			todo = append(todo, c)
 		}
 	}
+	todo = composeOrder(todo)
 	todo, deps, reason, err := s.dependents(ctx, todo, self)
 	if err != nil {
 		return finished(res, hookd.OutcomeFailed, "look for containers that share a namespace: "+err.Error())
@@ -655,6 +656,54 @@ func (s *Service) dependents(ctx context.Context, todo []engine.Container, self 
 		}
 	}
 	return providers, found, "", nil
+}
+
+// composeOrder puts the containers of a compose project after the services they depend on
+// (compose v2 records `depends_on` in com.docker.compose.depends_on as "svc:condition:restart",
+// comma-separated), so a dependency is switched first; otherwise the order is kept.
+func composeOrder(todo []engine.Container) []engine.Container {
+	const project, service, dependsOn = "com.docker.compose.project", "com.docker.compose.service", "com.docker.compose.depends_on"
+	key := func(c engine.Container) string { return c.Labels[project] + "/" + c.Labels[service] }
+	present := map[string]bool{}
+	for _, c := range todo {
+		if c.Labels[service] != "" {
+			present[key(c)] = true
+		}
+	}
+	out := make([]engine.Container, 0, len(todo))
+	placed := map[string]bool{}
+	done := make([]bool, len(todo))
+	for len(out) < len(todo) {
+		progress := false
+		for i, c := range todo {
+			if done[i] {
+				continue
+			}
+			ready := true
+			for _, dep := range strings.Split(c.Labels[dependsOn], ",") {
+				name, _, _ := strings.Cut(strings.TrimSpace(dep), ":")
+				if d := c.Labels[project] + "/" + name; name != "" && present[d] && !placed[d] && d != key(c) {
+					ready = false
+				}
+			}
+			if ready {
+				out, done[i], progress = append(out, c), true, true
+			}
+		}
+		for i, c := range todo {
+			if done[i] && c.Labels[service] != "" {
+				placed[key(c)] = true
+			}
+		}
+		if !progress { // a cycle: keep the rest in their order
+			for i, c := range todo {
+				if !done[i] {
+					out, done[i] = append(out, c), true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // checkTempName refuses a rollout before it begins when a stranger holds c's temporary name.

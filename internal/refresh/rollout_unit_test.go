@@ -18,6 +18,7 @@ import (
 
 	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/catalog"
+	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/fakeengine"
 	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
@@ -747,5 +748,32 @@ func TestCrashDuringTheDependentsSwitchConverges(t *testing.T) {
 				t.Error("the old provider is not back")
 			}
 		})
+	}
+}
+
+func TestComposeDependsOnOrdersTheSwitch(t *testing.T) {
+	svc := func(name, dependsOn string) engine.Container {
+		return engine.Container{Name: "p-" + name + "-1", Labels: map[string]string{
+			"com.docker.compose.project": "p", "com.docker.compose.service": name, "com.docker.compose.depends_on": dependsOn}}
+	}
+	names := func(cs []engine.Container) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	got := names(composeOrder([]engine.Container{
+		svc("worker", "web:service_started:false"),
+		svc("web", "db:service_started:false,cache:service_healthy:true"), // cache is not being replaced
+		{Name: "plain"},
+		svc("db", ""),
+	}))
+	if want := []string{"plain", "p-db-1", "p-web-1", "p-worker-1"}; !slices.Equal(got, want) {
+		t.Errorf("order %q, want %q", got, want)
+	}
+	cycle := names(composeOrder([]engine.Container{svc("a", "b:service_started:false"), svc("b", "a:service_started:false")}))
+	if want := []string{"p-a-1", "p-b-1"}; !slices.Equal(cycle, want) {
+		t.Errorf("a cycle: %q, want the order kept %q", cycle, want)
 	}
 }
