@@ -533,11 +533,20 @@ func TestFailingDependentRollsBackTheGraph(t *testing.T) {
 	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "torrent") {
 		t.Fatalf("result %+v", res)
 	}
+	s.graphBack(vpn, side)
+}
+
+// graphBack checks that the old provider and the old sidecar are back, running, the sidecar in
+// the provider's live namespace.
+func (s *site) graphBack(vpn, side fakeengine.Container) {
+	s.t.Helper()
 	s.running(oldImg, "vpn")
 	s.running(sideImg, "torrent")
 	s.joinedLive("torrent", "vpn")
-	if c, _ := s.eng.ByName("torrent"); c.ID != side.ID {
-		t.Error("the old sidecar is not back")
+	for _, old := range []fakeengine.Container{vpn, side} {
+		if c, _ := s.eng.ByName(old.Name); c.ID != old.ID {
+			s.t.Errorf("the old %s is not back", old.Name)
+		}
 	}
 }
 
@@ -741,12 +750,7 @@ func TestCrashDuringTheDependentsSwitchConverges(t *testing.T) {
 			if unsettled := next.recover(context.Background()); len(unsettled) != 0 {
 				t.Fatalf("unsettled after recovery: %v", unsettled)
 			}
-			s.running(oldImg, "vpn")
-			s.running(sideImg, "torrent")
-			s.joinedLive("torrent", "vpn")
-			if c, _ := s.eng.ByName("vpn"); c.ID != vpn.ID {
-				t.Error("the old provider is not back")
-			}
+			s.graphBack(vpn, side)
 		})
 	}
 }
