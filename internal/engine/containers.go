@@ -202,9 +202,18 @@ func (e *Engine) SelfID(ctx context.Context) string {
 	// A process does not move between containers: once the engine has answered, the answer
 	// holds for the life of the process.
 	e.selfMu.Lock()
-	defer e.selfMu.Unlock()
-	if e.selfKnown {
-		return e.self
+	self, known := e.self, e.selfKnown
+	e.selfMu.Unlock()
+	if known {
+		return self
+	}
+	// Asked outside the lock, so a caller whose engine call hangs holds up only itself; two
+	// callers at once both ask and agree.
+	remember := func(id string, known bool) string {
+		e.selfMu.Lock()
+		defer e.selfMu.Unlock()
+		e.self, e.selfKnown = id, known
+		return id
 	}
 	var candidates []string
 	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
@@ -214,21 +223,19 @@ func (e *Engine) SelfID(ctx context.Context) string {
 	if h, err := os.Hostname(); err == nil && hexID.MatchString(h) {
 		candidates = append(candidates, h)
 	}
-	known := true
+	known = true
 	for _, id := range candidates {
 		c, err := e.cli.ContainerInspect(ctx, id)
 		// Inspect also accepts names and ID prefixes; only an ID that
 		// starts with the candidate counts.
 		if err == nil && strings.HasPrefix(c.ID, id) {
-			e.self, e.selfKnown = c.ID, true
-			return c.ID
+			return remember(c.ID, true)
 		}
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			known = false // the engine did not answer: ask again next time
 		}
 	}
-	e.selfKnown = known
-	return ""
+	return remember("", known)
 }
 
 var (

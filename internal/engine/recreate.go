@@ -533,6 +533,12 @@ func generatedMAC(mac, ipv4 string) bool {
 // follows the new image.
 const LabelKeep = "hookd.keep"
 
+// CheckKeep reports a hookd.keep label that names a setting hookd cannot keep, so a rollout can
+// refuse before it changes anything.
+func CheckKeep(labels map[string]string) error {
+	return keepAsIs(&container.Config{}, &container.Config{Labels: labels})
+}
+
 // keepAsIs applies the container's hookd.keep label to cfg.
 func keepAsIs(cfg *container.Config, oc *container.Config) error {
 	list := strings.TrimSpace(oc.Labels[LabelKeep])

@@ -234,6 +234,7 @@ func (e *Engine) Tag(ctx context.Context, source, target string) error {
 		id = source
 	}
 	e.images[target] = id
+	e.ops = append(e.ops, "tag "+target)
 	return nil
 }
 
@@ -341,8 +342,14 @@ func (e *Engine) Stop(ctx context.Context, id string) error {
 		return err
 	}
 	c.Running, c.Paused = false, false
+	// What the engine does to the containers sharing its namespaces: a pid namespace dies with
+	// its first process, a network namespace is torn down under those still running in it.
 	for _, d := range e.containers {
-		if d.Running && slices.Contains(slices.Collect(maps.Values(d.Joins)), c.ID) {
+		switch {
+		case !d.Running:
+		case d.Joins["pid"] == c.ID:
+			d.Running = false
+		case slices.Contains(slices.Collect(maps.Values(d.Joins)), c.ID):
 			d.Stale = true
 		}
 	}
@@ -444,7 +451,10 @@ func (e *Engine) State(ctx context.Context, id string) (engine.State, error) {
 		return engine.State{}, err
 	}
 	st := engine.State{Running: c.Running, Status: "exited", Health: c.Health, ExitCode: c.ExitCode, RestartCount: c.RestartCount}
-	if c.Running {
+	switch {
+	case c.Paused:
+		st.Status = "paused"
+	case c.Running:
 		st.Status = "running"
 	}
 	return st, nil

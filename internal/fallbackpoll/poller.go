@@ -134,10 +134,21 @@ func (p *Poller) Pass(ctx context.Context) {
 		p.log.Error("fallback poll: list runtimes", "err", err)
 		return
 	}
-	// One listing of the containers for the whole pass, not one per runtime.
+	// One listing of the containers for the whole pass, not one per runtime. A runtime whose
+	// rollout was under way around the listing, or ended after it, is not judged by it.
+	rolling := p.openJournals()
+	listedAt := time.Now()
 	members, membersErr := p.catalog.MembersByRuntime(ctx)
+	for rt := range p.openJournals() {
+		rolling[rt] = true
+	}
 	self := p.engine.SelfID(ctx)
-	view := func(rt hookd.Runtime) ([]engine.Container, string, error) { return members[rt.Name], self, membersErr }
+	view := func(rt hookd.Runtime, rec store.Record) ([]engine.Container, string, error) {
+		if rolling[rt.Name] || rolledSince(rec, listedAt) {
+			return nil, "", errStale
+		}
+		return members[rt.Name], self, membersErr
+	}
 	byHost := map[string][]hookd.Runtime{}
 	for _, rt := range runtimes {
 		host, _, _ := strings.Cut(rt.Image, "/")
@@ -158,7 +169,7 @@ func (p *Poller) Pass(ctx context.Context) {
 					if ctx.Err() != nil {
 						return
 					}
-					res := p.check(ctx, rt, view)
+					res := p.check(ctx, rt, view, listedAt)
 					p.metrics.checks.WithLabelValues(res).Inc()
 					if res == ResultError || res == ResultLimited {
 						mu.Lock()
@@ -175,10 +186,31 @@ func (p *Poller) Pass(ctx context.Context) {
 	}
 }
 
-// view returns the runtime's containers and hookd's own container id, as listed for the pass.
-type view func(hookd.Runtime) (members []engine.Container, self string, err error)
+// view returns the runtime's containers and hookd's own container id, as listed for the pass,
+// or errStale when a rollout of the runtime changed them around the listing.
+type view func(hookd.Runtime, store.Record) (members []engine.Container, self string, err error)
 
-func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view) string {
+var errStale = errors.New("the listing is older than the runtime's last rollout")
+
+// rolledSince reports whether a rollout recorded its end after t.
+func rolledSince(rec store.Record, t time.Time) bool {
+	return rec.RunningAt.After(t) || rec.FailedAt.After(t)
+}
+
+// openJournals returns the runtimes whose rollout is in progress.
+func (p *Poller) openJournals() map[string]bool {
+	open := map[string]bool{}
+	rollouts, err := p.store.Journals()
+	if err != nil {
+		p.log.Error("fallback poll: read rollout journal", "err", err)
+	}
+	for _, r := range rollouts {
+		open[r.Runtime] = true
+	}
+	return open
+}
+
+func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view, listedAt time.Time) string {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	rec, err := p.store.Record(rt.Name)
@@ -206,8 +238,8 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view) string 
 	if p.rolling(rt.Name) {
 		return ResultBusy
 	}
-	current, engineErr := p.runs(ctx, rt, digest, view)
-	if p.rolling(rt.Name) {
+	current, engineErr := p.runs(ctx, rt, digest, func(rt hookd.Runtime) ([]engine.Container, string, error) { return view(rt, rec) })
+	if p.rolling(rt.Name) || errors.Is(engineErr, errStale) {
 		return ResultBusy
 	}
 	if engineErr == nil && current && rec.SeenDigest == digest && rec.SeenVia == hookd.TriggerPoll && rec.RunningDigest == digest {
@@ -221,7 +253,7 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view) string 
 		r.SeenDigest, r.SeenAt, r.SeenVia = digest, now, hookd.TriggerPoll
 		// What the engine shows counts as running however it got there (a pull-only runtime,
 		// a rollout made before the state was kept, a container started by hand).
-		if engineErr == nil && current && r.RunningDigest != digest {
+		if engineErr == nil && current && r.RunningDigest != digest && !rolledSince(*r, listedAt) {
 			r.RunningDigest, r.RunningAt = digest, now
 		}
 	})
@@ -256,7 +288,7 @@ func (p *Poller) rolling(runtime string) bool {
 
 // runs reports whether the runtime already has digest: every container of a recreating runtime
 // runs it, or the engine holds it for a pull-only one.
-func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view view) (bool, error) {
+func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view func(hookd.Runtime) ([]engine.Container, string, error)) (bool, error) {
 	imageID, held, err := p.engine.HasImage(ctx, rt.Repository(), digest)
 	if err != nil || !held {
 		return false, err

@@ -25,6 +25,8 @@ const (
 	engineSlack = 5 * time.Minute
 	// restoreTimeout bounds a roll back or a commit; the journal covers one cut short.
 	restoreTimeout = 5 * time.Minute
+	// planTimeout bounds what a rollout asks the engine before it changes anything.
+	planTimeout = 2 * time.Minute
 )
 
 // digestFault marks a failure of the new image itself: it could not be created or started, or
@@ -51,31 +53,12 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 	if err := s.settle(ctx, rt.Name); err != nil {
 		return finished(res, hookd.OutcomeFailed, "settle the previous rollout: "+err.Error())
 	}
-	members, err := s.catalog.Members(ctx, rt)
+	// Nothing changes until the plan is made, so it is bounded: a hung engine fails the job.
+	pctx, cancel := context.WithTimeout(ctx, planTimeout)
+	todo, deps, members, reason, err := s.plan(pctx, rt, imageID)
+	cancel()
 	if err != nil {
-		return finished(res, hookd.OutcomeFailed, "list containers: "+err.Error())
-	}
-	self := s.engine.SelfID(ctx)
-	var todo []engine.Container
-	for _, c := range members {
-		switch {
-		case self != "" && c.ID == self:
-			s.log.Warn("not recreating the container hookd runs in", "runtime", rt.Name, "container", c.Name)
-		case c.ImageID == imageID:
-		case c.AutoRemove && c.Running:
-			// Stopping it would delete it, leaving nothing to roll back to.
-			return finished(res, hookd.OutcomeFailed, c.Name+" was started with --rm (auto-remove); hookd cannot replace it safely")
-		case c.State == "paused":
-			// A running replacement would undo what the user paused it for.
-			return finished(res, hookd.OutcomeFailed, c.Name+" is paused; unpause it (or remove its label) and hookd rolls the runtime out")
-		default:
-			todo = append(todo, c)
-		}
-	}
-	todo = composeOrder(todo)
-	todo, deps, reason, err := s.dependents(ctx, todo, self)
-	if err != nil {
-		return finished(res, hookd.OutcomeFailed, "look for containers that share a namespace: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, err.Error())
 	} else if reason != "" {
 		return finished(res, hookd.OutcomeFailed, reason)
 	}
@@ -84,7 +67,7 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 	if err := s.engine.Tag(ctx, ref, rt.Image); err != nil {
 		return finished(res, hookd.OutcomeFailed, "tag: "+err.Error())
 	}
-	if len(todo) == 0 {
+	if len(todo) == 0 && len(deps) == 0 {
 		s.markRunning(rt.Name, res.Digest)
 		if len(members) == 0 {
 			return finished(res, hookd.OutcomeUpToDate, "no containers are labelled for this runtime")
@@ -93,21 +76,12 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 	}
 
 	j := &journal{store: s.store, r: &store.Rollout{
-		Runtime: rt.Name, JobID: res.JobID, Ref: ref, Image: rt.Image, OldImageID: todo[0].ImageID,
+		Runtime: rt.Name, JobID: res.JobID, Ref: ref, Image: rt.Image, OldImageID: slices.Concat(todo, deps)[0].ImageID,
 		Cleanup: rt.Cleanup, Containers: map[string]*store.Switch{},
 	}}
 	for _, d := range deps {
-		var providers []string
-		for _, id := range d.Joins {
-			providers = append(providers, id)
-		}
-		j.r.Dependents = append(j.r.Dependents, store.Dependent{ID: d.ID, Name: d.Name, Providers: providers})
-	}
-	// A name taken by a container hookd did not make is the user's: nothing is touched.
-	for _, c := range slices.Concat(todo, deps) {
-		if err := s.checkTempName(ctx, c); err != nil {
-			return finished(res, hookd.OutcomeFailed, err.Error())
-		}
+		j.r.Dependents = append(j.r.Dependents, store.Dependent{ID: d.ID, Name: d.Name, WasRunning: d.Running,
+			Providers: slices.Sorted(maps.Values(d.Joins))})
 	}
 	minUptime, healthTimeout := rt.Gate()
 	for start := 0; start < len(todo); start += rt.Parallel {
@@ -133,14 +107,15 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 	}
 	// Dependents follow once every provider runs its replacement, one at a time, each joining
 	// the new containers; a failure rolls the whole graph back.
+	// They go one at a time, in name order: each is a single container tied to its providers.
 	if len(deps) > 0 {
-		providers := map[string]string{}
+		replaced := map[string]string{} // old provider ID → its replacement's
 		for _, sw := range j.r.Containers {
-			providers[sw.OldID] = sw.NewID
+			replaced[sw.OldID] = sw.NewID
 		}
 		for _, d := range deps {
 			dctx, cancel := context.WithTimeout(ctx, max(minUptime, healthTimeout)+engineSlack)
-			err := s.switchOne(dctx, j, rt, d, imageID, providers, slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == d.ID }))
+			err := s.switchOne(dctx, j, rt, d, imageID, replaced, slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == d.ID }))
 			cancel()
 			if err != nil {
 				return s.rollBack(ctx, j, err, res)
@@ -150,7 +125,13 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 	}
 	j.r.Committed = true
 	if err := s.store.WriteJournal(j.r); err != nil {
-		// Without a durable commit a crash would revert the rollout anyway: revert now.
+		// Without a durable commit a crash would revert the rollout anyway: revert now. The
+		// failed write may yet have reached the disk, so the journal is told first: a settle
+		// after a revert cut short must revert too, not commit a half-reverted runtime.
+		j.r.Committed = false
+		if werr := s.store.WriteJournal(j.r); werr != nil {
+			s.log.Error("journal the revert of an uncommitted rollout", "runtime", rt.Name, "err", werr)
+		}
 		return s.rollBack(ctx, j, err, res)
 	}
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
@@ -326,6 +307,9 @@ func (s *Service) gate(ctx context.Context, id string, rt hookd.Runtime, started
 		switch {
 		case st.RestartCount > 0 || st.Status == "restarting" || !st.Running:
 			return s.exitFault(ctx, id, started, st, minUptime)
+		case st.Status == "paused":
+			// Someone paused it: it proves nothing either way, and is not the image's doing.
+			return errors.New("gate: the new container was paused from outside hookd")
 		case st.Health == "unhealthy":
 			return digestFault{errors.New("healthcheck reports unhealthy")}
 		}
@@ -441,29 +425,33 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 	return s.store.ClearJournal(r.Runtime)
 }
 
-// rejoin restarts the dependents that kept running in the namespace of a provider this rollout
-// stopped: the engine tore that namespace down, and only a start joins the provider's again.
+// rejoin brings back the dependents that ran in the namespace of a provider this rollout
+// stopped: the engine tore that namespace down (one sharing a pid namespace was killed with it),
+// and only a start joins the provider's again.
 func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
-	stopped := map[string]bool{}
+	stopped := map[string]bool{} // providers this rollout stopped
 	for _, sw := range r.Containers {
-		if sw.Step != store.StepCreate && sw.Step != store.StepRenameOld && sw.Step != store.StepRenameNew {
+		if sw.WasRunning && sw.Step != store.StepCreate && sw.Step != store.StepRenameOld && sw.Step != store.StepRenameNew {
 			stopped[sw.OldID] = true
 		}
 	}
 	var errs []error
 	for _, d := range r.Dependents {
-		if sw, ok := r.Containers[d.Name]; ok && sw.OldID == d.ID && stopped[d.ID] {
-			continue // its own revert started it after its provider
-		}
-		if !slices.ContainsFunc(d.Providers, func(id string) bool { return stopped[id] }) {
+		if !d.WasRunning || !slices.ContainsFunc(d.Providers, func(id string) bool { return stopped[id] }) {
 			continue
+		}
+		if stopped[d.ID] {
+			continue // its own revert started it, after its provider
 		}
 		c, err := s.engine.Inspect(ctx, d.ID)
-		if engine.IsNotFound(err) {
+		switch {
+		case engine.IsNotFound(err):
 			continue
-		}
-		if err == nil && c.Running {
+		case err != nil:
+		case c.Running:
 			err = s.engine.Restart(ctx, d.ID)
+		default:
+			err = s.engine.Start(ctx, d.ID)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rejoin %s to its provider: %w", d.Name, err))
@@ -622,14 +610,18 @@ func (s *Service) ownTemp(ctx context.Context, sw *store.Switch) (string, error)
 // with it, and fail to start once it is removed. So they are recreated after their providers,
 // joining the new ones; members of the runtime among them move from todo to the dependents.
 // Shapes hookd does not handle are refused with the reason before anything changes.
-func (s *Service) dependents(ctx context.Context, todo []engine.Container, self string) (providers, deps []engine.Container, reason string, err error) {
+func (s *Service) dependents(ctx context.Context, todo, members []engine.Container, self string) (switched, deps []engine.Container, reason string, err error) {
 	ids := make([]string, len(todo))
+	byID := map[string]engine.Container{}
 	for i, c := range todo {
-		ids[i] = c.ID
+		ids[i], byID[c.ID] = c.ID, c
 	}
 	found, err := s.engine.Joining(ctx, ids)
 	if err != nil || len(found) == 0 {
 		return todo, nil, "", err
+	}
+	member := func(id string) bool {
+		return slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == id })
 	}
 	isDep := map[string]bool{}
 	depIDs := make([]string, 0, len(found))
@@ -639,10 +631,21 @@ func (s *Service) dependents(ctx context.Context, todo []engine.Container, self 
 		switch {
 		case d.ID == self:
 			return nil, nil, d.Name + " (hookd itself) shares a namespace of a container to replace; hookd does not recreate itself", nil
+		case strings.HasSuffix(d.Name, catalog.TempSuffix) || strings.HasSuffix(d.Name, catalog.AsideSuffix):
+			return nil, nil, d.Name + " shares a namespace of a container to replace and is in the middle of another rollout; try again when it has ended", nil
+		case !member(d.ID) && (d.Labels[catalog.LabelRuntime] != "" || d.Labels[catalog.LabelEnable] == "true"):
+			// Its own runtime's rollouts replace it; two runtimes must not work on one container.
+			return nil, nil, d.Name + " shares a namespace of a container to replace but belongs to another runtime; put both in one runtime", nil
 		case d.State == "paused":
 			return nil, nil, d.Name + " shares a namespace of a container to replace and is paused; unpause it and hookd rolls the runtime out", nil
 		case d.AutoRemove && d.Running:
 			return nil, nil, d.Name + " shares a namespace of a container to replace and runs with --rm; hookd cannot replace it safely", nil
+		}
+		for _, p := range d.Joins {
+			if pc, ok := byID[p]; ok && d.Running && !pc.Running {
+				// The replacement of a stopped provider stays stopped, so the dependent's could not start.
+				return nil, nil, d.Name + " runs in a namespace of " + pc.Name + ", which is stopped; start " + pc.Name + " (or stop " + d.Name + ") and hookd rolls the runtime out", nil
+			}
 		}
 	}
 	if deeper, err := s.engine.Joining(ctx, depIDs); err != nil {
@@ -652,10 +655,54 @@ func (s *Service) dependents(ctx context.Context, todo []engine.Container, self 
 	}
 	for _, c := range todo {
 		if !isDep[c.ID] {
-			providers = append(providers, c)
+			switched = append(switched, c)
 		}
 	}
-	return providers, found, "", nil
+	return switched, found, "", nil
+}
+
+// plan lists what the rollout of rt onto imageID replaces: the members to switch (in compose's
+// depends_on order) and the dependents that follow them, or the reason it cannot go ahead.
+// It changes nothing.
+func (s *Service) plan(ctx context.Context, rt hookd.Runtime, imageID string) (todo, deps, all []engine.Container, reason string, err error) {
+	all, err = s.catalog.Members(ctx, rt)
+	if err != nil {
+		return nil, nil, nil, "", fmt.Errorf("list containers: %w", err)
+	}
+	self := s.engine.SelfID(ctx)
+	for _, c := range all {
+		switch {
+		case self != "" && c.ID == self:
+			s.log.Warn("not recreating the container hookd runs in", "runtime", rt.Name, "container", c.Name)
+		case c.ImageID == imageID:
+		case c.AutoRemove && c.Running:
+			// Stopping it would delete it, leaving nothing to roll back to.
+			return nil, nil, nil, c.Name + " was started with --rm (auto-remove); hookd cannot replace it safely", nil
+		case c.State == "paused":
+			// A running replacement would undo what the user paused it for.
+			return nil, nil, nil, c.Name + " is paused; unpause it (or remove its label) and hookd rolls the runtime out", nil
+		default:
+			todo = append(todo, c)
+		}
+	}
+	todo, deps, reason, err = s.dependents(ctx, composeOrder(todo), all, self)
+	if err != nil {
+		return nil, nil, nil, "", fmt.Errorf("look for containers that share a namespace: %w", err)
+	}
+	if reason != "" {
+		return nil, nil, nil, reason, nil
+	}
+	for _, c := range slices.Concat(todo, deps) {
+		// A settings list that cannot be honoured is the user's to fix, not the image's fault.
+		if err := engine.CheckKeep(c.Labels); err != nil {
+			return nil, nil, nil, c.Name + ": " + err.Error(), nil
+		}
+		// A name taken by a container hookd did not make is the user's: nothing is touched.
+		if err := s.checkTempName(ctx, c); err != nil {
+			return nil, nil, nil, err.Error(), nil
+		}
+	}
+	return todo, deps, all, "", nil
 }
 
 // composeOrder puts the containers of a compose project after the services they depend on

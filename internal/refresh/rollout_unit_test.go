@@ -755,6 +755,100 @@ func TestCrashDuringTheDependentsSwitchConverges(t *testing.T) {
 	}
 }
 
+// A pid namespace dies with its first process: a dependent sharing it is killed when its
+// provider stops, and a roll back starts it again once the provider runs.
+func TestRollBackStartsAPidDependentKilledWithItsProvider(t *testing.T) {
+	s := newSite(t, 0)
+	vpn := s.container("vpn", "app")
+	side := s.sidecar("torrent", vpn)
+	side.Joins = map[string]string{"pid": vpn.ID}
+	s.eng.Put(side)
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == newImg {
+			c.Running, c.ExitCode = false, 1
+		}
+		return nil
+	}
+	s.run()
+	if res := s.refresh("app"); res.Outcome != hookd.OutcomeRolledBack {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(oldImg, "vpn")
+	s.running(sideImg, "torrent")
+}
+
+// Shapes refused before anything changes, the runtime's tag included, none the image's fault.
+func TestPlanRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name, reason string
+		arrange      func(s *site)
+	}{
+		{"dependent of a stopped provider", "which is stopped", func(s *site) {
+			vpn := s.container("vpn", "app")
+			vpn.Running = false
+			s.eng.Put(vpn)
+			s.sidecar("torrent", vpn)
+		}},
+		{"dependent of another runtime", "belongs to another runtime", func(s *site) {
+			side := s.sidecar("torrent", s.container("vpn", "app"))
+			side.Labels = map[string]string{catalog.LabelRuntime: "other"}
+			s.eng.Put(side)
+		}},
+		{"dependent mid-rollout", "in the middle of another rollout", func(s *site) {
+			s.sidecar("torrent"+catalog.AsideSuffix, s.container("vpn", "app"))
+		}},
+		{"unknown hookd.keep", `unknown setting "ports"`, func(s *site) {
+			c := s.container("app-1", "app")
+			c.Labels[engine.LabelKeep] = "command,ports"
+			s.eng.Put(c)
+		}},
+		{"stranger under the temporary name", "hookd did not make", func(s *site) {
+			s.container("app-1", "app")
+			s.eng.Run("app-1"+catalog.TempSuffix, image, nil, true)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSite(t, 0)
+			c.arrange(s)
+			before := len(s.eng.Ops())
+			s.run()
+			res := s.refresh("app")
+			if res.Outcome != hookd.OutcomeFailed || !strings.Contains(res.Reason, c.reason) {
+				t.Fatalf("result %+v, want failed: …%s…", res, c.reason)
+			}
+			if ops := s.eng.Ops()[before:]; len(ops) != 0 {
+				t.Errorf("engine changes: %q", ops)
+			}
+			if r := s.record("app"); r.FailedDigest != "" {
+				t.Errorf("failed digest %q", r.FailedDigest)
+			}
+		})
+	}
+}
+
+// A container paused by someone during its gate proves nothing: rolled back, digest not blamed.
+func TestPausedDuringTheGateIsNotTheImagesFault(t *testing.T) {
+	s := newSite(t, 0)
+	s.runtimes[0].MinUptime = time.Hour
+	s = newSite(t, 0, s.runtimes[0])
+	s.container("app-1", "app")
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == newImg {
+			c.Paused = true
+		}
+		return nil
+	}
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "paused") {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(oldImg, "app-1")
+	if r := s.record("app"); r.FailedDigest != "" {
+		t.Errorf("failed digest %q", r.FailedDigest)
+	}
+}
+
 func TestComposeDependsOnOrdersTheSwitch(t *testing.T) {
 	svc := func(name, dependsOn string) engine.Container {
 		return engine.Container{Name: "p-" + name + "-1", Labels: map[string]string{

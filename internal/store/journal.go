@@ -36,9 +36,10 @@ type Rollout struct {
 
 // Dependent is a container that shares the network, pid or ipc namespace of a provider.
 type Dependent struct {
-	ID        string   `json:"id"`
-	Name      string   `json:"name"`
-	Providers []string `json:"providers"` // IDs of the old containers whose namespaces it shares
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	WasRunning bool     `json:"was_running"`
+	Providers  []string `json:"providers"` // IDs of the old containers whose namespaces it shares
 }
 
 // Switch is one container's progress.
