@@ -166,7 +166,7 @@ func refreshCmd(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(cfg, stderr)
-	d, err := open(cfg, log)
+	d, err := open(cfg, getenv, log)
 	if errors.Is(err, store.ErrLocked) {
 		return refreshRemote(ctx, cfg, runtime, *pullOnly, stdout)
 	}

@@ -57,7 +57,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	d, err := open(cfg, log)
+	d, err := open(cfg, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ type daemon struct {
 	notifier *notify.Notifier // delivers only where something runs it (serve)
 }
 
-func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
+func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*daemon, error) {
 	st, err := store.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,13 @@ func open(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg, err := registry.New(authn.DefaultKeychain, registry.NewPacer(nil, cfg.Poll.Pace.D(), metrics))
+	// The old poller's credentials serve registry_host when the Docker config has none for it.
+	user, token := getenv("GHCR_USER"), getenv("GHCR_TOKEN")
+	if (user == "") != (token == "") {
+		log.Warn("GHCR_USER and GHCR_TOKEN are used together only; the one set is ignored")
+	}
+	keychain := registry.Keychain(authn.DefaultKeychain, cfg.RegistryHost, user, token)
+	reg, err := registry.New(keychain, registry.NewPacer(nil, cfg.Poll.Pace.D(), metrics))
 	if err != nil {
 		eng.Close()
 		st.Close()

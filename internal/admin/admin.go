@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -68,6 +69,9 @@ func (h *Handler) refresh(c echo.Context) error {
 		}
 		pullOnly = !recreate
 	}
+	if runtime == "" {
+		return h.refreshAll(c, pullOnly)
+	}
 	res, err := h.service.Refresh(ctx, runtime, pullOnly)
 	if errors.Is(err, refresh.ErrUnknownRuntime) {
 		names, _ := h.catalog.Names(ctx)
@@ -80,6 +84,56 @@ func (h *Handler) refresh(c echo.Context) error {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// refreshed is the answer to a refresh of every runtime: the old refresh endpoint's lists over
+// all of them, and each runtime's result.
+type refreshed struct {
+	Pulled    []string        `json:"pulled"`
+	Failed    []hookd.Failure `json:"failed"`
+	Recreated []string        `json:"recreated"`
+	Results   []hookd.Result  `json:"results"`
+}
+
+// refreshAll refreshes every runtime at once, each through the same queue and rollout as a
+// single refresh. A runtime that fails is listed in failed and does not fail the call.
+func (h *Handler) refreshAll(c echo.Context, pullOnly bool) error {
+	ctx := c.Request().Context()
+	runtimes, err := h.catalog.All(ctx)
+	if err != nil {
+		h.log.Error("admin refresh: list runtimes", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+	}
+	results := make([]hookd.Result, len(runtimes))
+	errs := make([]error, len(runtimes))
+	var wg sync.WaitGroup
+	for i, rt := range runtimes {
+		wg.Go(func() { results[i], errs[i] = h.service.Refresh(ctx, rt.Name, pullOnly) })
+	}
+	wg.Wait()
+	out := refreshed{Pulled: []string{}, Failed: []hookd.Failure{}, Recreated: []string{}, Results: []hookd.Result{}}
+	stopping := false
+	for i, res := range results {
+		if err := errs[i]; err != nil {
+			stopping = stopping || errors.Is(err, refresh.ErrStopping)
+			if ctx.Err() == nil {
+				h.log.Error("admin refresh", "runtime", runtimes[i].Name, "err", err)
+			}
+			out.Failed = append(out.Failed, hookd.Failure{Ref: runtimes[i].Image, Reason: err.Error()})
+			continue
+		}
+		out.Results = append(out.Results, res)
+		out.Pulled = append(out.Pulled, res.Pulled...)
+		out.Recreated = append(out.Recreated, res.Recreated...)
+		out.Failed = append(out.Failed, res.Failed...)
+		if !res.Outcome.Good() && len(res.Failed) == 0 {
+			out.Failed = append(out.Failed, hookd.Failure{Ref: res.Image, Reason: res.Reason})
+		}
+	}
+	if stopping {
+		return c.JSON(http.StatusServiceUnavailable, out)
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // Status is one runtime as /admin/status shows it.

@@ -5,6 +5,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type Catalog struct {
 	mu         sync.Mutex
 	byName     map[string]hookd.Runtime
 	byImage    map[string][]string
+	byRepo     map[string][]string // "host/repo" → the runtimes following any of its tags
 	discovered time.Time
 }
 
@@ -62,16 +64,30 @@ func (c *Catalog) ZeroConfig() bool { return c.zeroConfig }
 func (c *Catalog) set(runtimes []hookd.Runtime) {
 	c.byName = make(map[string]hookd.Runtime, len(runtimes))
 	c.byImage = make(map[string][]string, len(runtimes))
+	c.byRepo = make(map[string][]string, len(runtimes))
 	for _, r := range runtimes {
 		c.byName[r.Name] = r
 		c.byImage[r.Image] = append(c.byImage[r.Image], r.Name)
+		c.byRepo[r.Repository()] = append(c.byRepo[r.Repository()], r.Name)
 	}
 }
 
-// Match returns the names of the runtimes following image ("host/repo:tag", normalized).
+// Match returns the names of the runtimes a push of image ("host/repo:tag", normalized)
+// concerns: those following image, then those following another tag of its repository. A push
+// of several tags can arrive as one delivery naming one of them, and each runtime resolves its
+// own tag at the registry, so a runtime whose tag did not move ends up to date.
 func (c *Catalog) Match(ctx context.Context, image string) ([]string, error) {
+	repo := image
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		repo = image[:i]
+	}
 	return find(ctx, c, func() ([]string, bool) {
-		names := c.byImage[image]
+		names := slices.Clone(c.byImage[image])
+		for _, n := range c.byRepo[repo] {
+			if c.byName[n].Image != image {
+				names = append(names, n)
+			}
+		}
 		return names, len(names) > 0
 	})
 }

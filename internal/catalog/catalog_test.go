@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,26 @@ func TestConfiguredMembersByLabel(t *testing.T) {
 	}
 	if len(byRuntime["web"]) != 1 || len(byRuntime["webby"]) != 1 {
 		t.Fatalf("members by runtime %+v", byRuntime)
+	}
+}
+
+func TestMatchWakesEveryTagOfTheRepository(t *testing.T) {
+	cat := New([]hookd.Runtime{
+		hookd.NewRuntime("web", "127.0.0.1:5000/acme/web:latest"),
+		hookd.NewRuntime("web-rc", "127.0.0.1:5000/acme/web:RC1"),
+		hookd.NewRuntime("webby", "127.0.0.1:5000/acme/webby:latest"),
+		hookd.NewRuntime("nested", "127.0.0.1:5000/acme/web/api:latest"),
+	}, nil, 0)
+	for image, want := range map[string]string{
+		"127.0.0.1:5000/acme/web:RC1":    "web-rc,web", // the runtime following the tag first
+		"127.0.0.1:5000/acme/web:rc1":    "web,web-rc", // no runtime follows rc1; both are woken
+		"127.0.0.1:5000/acme/web:latest": "web,web-rc",
+		"127.0.0.1:5000/acme/web/api:v2": "nested",
+		"127.0.0.1:5000/acme/other:v1":   "",
+	} {
+		got, err := cat.Match(context.Background(), image)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("Match(%s) = %v %v, want [%s]", image, got, err, want)
+		}
 	}
 }

@@ -146,7 +146,13 @@ func (s *site) refresh(runtime string) hookd.Result {
 // push queues what a verified delivery would.
 func (s *site) push(runtime, id string) {
 	s.t.Helper()
-	if _, err := s.svc.Accept(context.Background(), id, []string{runtime}, newDig); err != nil {
+	image := ""
+	for _, rt := range s.runtimes {
+		if rt.Name == runtime {
+			image = rt.Image
+		}
+	}
+	if _, err := s.svc.Accept(context.Background(), id, []string{runtime}, image, newDig); err != nil {
 		s.t.Fatal(err)
 	}
 }

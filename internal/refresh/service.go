@@ -79,13 +79,18 @@ func New(st *store.Store, cat Catalog, reg Registry, eng Engine, parallel int, m
 	}
 }
 
-// Accept durably records a verified delivery and queues one job per runtime. It is the
-// webhook's queue: a delivery id seen before queues nothing and reports dup.
-func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []string, hint string) (bool, error) {
+// Accept durably records a verified delivery of image and queues one job per runtime. It is
+// the webhook's queue: a delivery id seen before queues nothing and reports dup. The hint, the
+// digest the delivery names, is kept only by the runtimes following image itself: one
+// following another tag of its repository is woken without it.
+func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []string, image, hint string) (bool, error) {
 	now := time.Now()
 	jobs := make([]hookd.Job, len(runtimes))
 	for i, r := range runtimes {
-		jobs[i] = hookd.Job{Runtime: r, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Hint: hint, Requests: 1, QueuedAt: now}
+		jobs[i] = hookd.Job{Runtime: r, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Requests: 1, QueuedAt: now}
+		if rt, ok, err := s.catalog.Get(ctx, r); err == nil && ok && rt.Image == image {
+			jobs[i].Hint = hint
+		}
 	}
 	dup, err := s.store.Accept(deliveryID, now, jobs)
 	if err != nil || dup {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,6 +16,34 @@ import (
 // Credentials are what the engine needs to pull from a registry; empty means anonymous.
 type Credentials struct {
 	Username, Password, IdentityToken, RegistryToken string
+}
+
+// Keychain returns base, falling back for host (the registry deliveries name) to user and token
+// as basic credentials when base has none for it: the old poller's GHCR_USER and GHCR_TOKEN
+// next to the Docker config. Without both of user and token it is base.
+func Keychain(base authn.Keychain, host, user, token string) authn.Keychain {
+	if user == "" || token == "" {
+		return base
+	}
+	reg, err := name.NewRegistry(host)
+	if err != nil {
+		return base // config has already refused such a host
+	}
+	static := authn.FromConfig(authn.AuthConfig{Username: user, Password: token})
+	return authn.NewMultiKeychain(base, hostKeychain{host: reg.RegistryStr(), auth: static})
+}
+
+// hostKeychain hands auth to one registry host, and nothing (anonymous) to any other.
+type hostKeychain struct {
+	host string
+	auth authn.Authenticator
+}
+
+func (k hostKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if strings.EqualFold(r.RegistryStr(), k.host) {
+		return k.auth, nil
+	}
+	return authn.Anonymous, nil
 }
 
 // Client resolves tags to digests. It keeps one authenticated transport per repository, so a

@@ -25,7 +25,7 @@ var cosignTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
 
 func FuzzPlan(f *testing.F) {
 	pkg := push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew)
-	regPkg := webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "molecule-ai", Name: "tools/builder", Tag: "stable", Digest: digestNew})
+	regPkg := webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "molecule-ai", Name: "tools/builder", Tag: "stable", Digest: digestNew, Host: host})
 	for _, s := range []struct {
 		event   string
 		payload []byte
@@ -51,6 +51,11 @@ func FuzzPlan(f *testing.F) {
 		{"package", push("o", "n/", "t", digestOld), host},
 		{"package", push("o p", "n", "t", digestOld), host},
 		{"package", push("o", "n", "\u212a", digestOld), host}, // Kelvin sign: lowercases to "k"
+		// package_url and registry.url cross-checks; namespace "owner/repo" as GitHub documents it.
+		{"package", webhooktest.Payload(webhooktest.Push{Namespace: "O/r", Name: "n", Tag: "T", Digest: digestNew, PackageURL: "GHCR.IO/o/n:T"}), host},
+		{"package", webhooktest.Payload(webhooktest.Push{Namespace: "o", Name: "a/b", Tag: "t", Digest: digestNew, PackageURL: "ghcr.io/o/a%2Fb@sha256:1"}), host},
+		{"registry_package", webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "o", Name: "n", Tag: "t", Digest: digestNew, Host: "127.0.0.1:5000"}), "127.0.0.1:5000"},
+		{"package", []byte(`{"action":"published","package":{"package_type":"CONTAINER","namespace":"o","name":"n","package_version":{"package_url":"localhost/o/n:t","container_metadata":{"tag":{"name":"t"}}},"registry":{"url":"https://ghcr.io/o"}}}`), "localhost"},
 	} {
 		f.Add(s.event, s.payload, s.host)
 	}
@@ -88,7 +93,7 @@ const (
 func FuzzIntake(f *testing.F) {
 	mapped := push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew)
 	nested := push("molecule-ai", "tools/builder", "stable", digestNew)
-	form := webhooktest.Form(webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "MOLECULE-AI", Name: "Workspace-Template-Claude-Code", Tag: "latest", Digest: digestNew}))
+	form := webhooktest.Form(webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "MOLECULE-AI", Name: "Workspace-Template-Claude-Code", Tag: "latest", Digest: digestNew, Host: host}))
 	const js, fm = "application/json", "application/x-www-form-urlencoded"
 	for _, s := range []struct {
 		event, id, contentType string
@@ -127,7 +132,7 @@ func FuzzIntake(f *testing.F) {
 		f.Add(s.event, s.id, s.contentType, s.body, s.sign, s.header, s.chunked)
 	}
 	e, st, _ := newHandler(f, f.TempDir(), 8<<10)
-	runtimes := []string{"claude-code", "nested"}
+	runtimes := intakeRuntimes
 	f.Fuzz(func(t *testing.T, event, id, contentType string, body []byte, sign uint8, header string, chunked bool) {
 		switch sign % signModes {
 		case signCurrent:

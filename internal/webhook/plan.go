@@ -3,16 +3,19 @@ package webhook
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/google/go-github/v89/github"
+
+	"github.com/hookd/hookd"
 )
 
 // Push is a tagged container push announced by a delivery.
 type Push struct {
-	Image  string // registry_host/namespace/name:tag, lowercased
+	Image  string // registry_host/namespace/name:tag: host and repository lowercased, the tag as spelled
 	Digest string // what the delivery says the tag points to: a hint, never trusted for the pull
 }
 
@@ -61,12 +64,25 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 		return Push{}, "", fmt.Errorf("%w: no package", errMalformed)
 	}
 	if t := strings.ToLower(pkg.GetPackageType()); t != "container" && t != "docker" {
-		return Push{}, "package type " + quoteShort(pkg.GetPackageType()) + " is not a container", nil
+		seen := "package type " + quoteShort(pkg.GetPackageType())
+		if e := pkg.GetEcosystem(); !strings.EqualFold(e, pkg.GetPackageType()) {
+			seen += " (ecosystem " + quoteShort(e) + ")"
+		}
+		return Push{}, seen + " is not a container", nil
 	}
-	tag := pkg.GetPackageVersion().GetContainerMetadata().GetTag()
+	pv := pkg.PackageVersion
+	if pv == nil {
+		return Push{}, "package_version is null: no version to follow", nil
+	}
+	version := "version " + quoteShort(hookd.ShortDigest(pv.GetVersion()))
+	tag := pv.GetContainerMetadata().GetTag()
 	switch {
+	case pv.ContainerMetadata == nil:
+		return Push{}, version + " has no container_metadata", nil
+	case pv.ContainerMetadata.Tag == nil:
+		return Push{}, version + " has no container_metadata.tag", nil
 	case tag.GetName() == "":
-		return Push{}, "untagged version (a per-platform manifest)", nil
+		return Push{}, version + " is untagged (a per-platform manifest)", nil
 	// cosign spells the digest in lower case; an upper-case spelling is no image tag either.
 	case cosignTag.MatchString(strings.ToLower(tag.GetName())):
 		return Push{}, "signature or attestation tag", nil
@@ -85,14 +101,98 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 		return Push{}, "", fmt.Errorf("%w: %s/%s is not an image repository", errMalformed, quoteShort(namespace), quoteShort(pkg.GetName()))
 	}
 	// Host and repository are case-insensitive on GHCR; tags are not.
-	image := strings.ToLower(registryHost+"/"+namespace+"/"+pkg.GetName()) + ":" + tag.GetName()
-	return Push{Image: image, Digest: tag.GetDigest()}, "", nil
+	repos := []string{strings.ToLower(namespace + "/" + pkg.GetName())}
+	if owner, _, linked := strings.Cut(namespace, "/"); linked {
+		// GitHub's documented payloads carry namespace "owner/repo", the repository the package
+		// is linked to: the image is owner/name on GHCR, owner/repo/name in the layout of the
+		// older docker.pkg.github.com. The delivery's own package_url decides when it has one.
+		repos = []string{strings.ToLower(owner + "/" + pkg.GetName()), repos[0]}
+	}
+	host := strings.ToLower(registryHost)
+	repos, ignored = crossCheck(pkg, host, repos)
+	if ignored != "" {
+		return Push{}, ignored, nil
+	}
+	return Push{Image: host + "/" + repos[0] + ":" + tag.GetName(), Digest: tag.GetDigest()}, "", nil
+}
+
+// crossCheck keeps the candidate repositories (lowercased namespace/name paths) that the
+// delivery's own name for its image agrees with: package_version.package_url
+// ("ghcr.io/owner/name:tag"), or without one registry.url ("https://ghcr.io/owner", the owner
+// only). When they disagree, with host (registry_host, lowercased) or with every candidate,
+// the reason says so, naming both.
+func crossCheck(pkg *github.Package, host string, repos []string) ([]string, string) {
+	field := "package_url"
+	claimedHost, claimedPath, ok := packageURL(pkg.GetPackageVersion().GetPackageURL())
+	if !ok {
+		field = "registry.url"
+		claimedHost, claimedPath, ok = registryURL(pkg.GetRegistry().GetURL())
+	}
+	if !ok {
+		return repos, ""
+	}
+	if claimedHost != host {
+		return nil, field + " names registry " + quoteRef(claimedHost) + ", not registry_host " + quoteRef(host) +
+			" (GitHub Enterprise: set registry_host to its container registry host)"
+	}
+	var agree []string
+	for _, r := range repos {
+		if r == claimedPath || (field == "registry.url" && strings.HasPrefix(r, claimedPath+"/")) {
+			agree = append(agree, r)
+		}
+	}
+	if len(agree) == 0 {
+		return nil, field + " names " + quoteRef(claimedHost+"/"+claimedPath) + ", not " + quoteRef(host+"/"+repos[0]) + " (registry_host/namespace/name)"
+	}
+	return agree, ""
+}
+
+// packageURL returns the registry host and repository path, lowercased, that a package_url
+// names ("ghcr.io/Owner/name:tag", the tag possibly empty or absent). ok is false when it
+// names no host and path.
+func packageURL(s string) (host, path string, ok bool) {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "https://"), "http://")
+	s, _, _ = strings.Cut(s, "@")
+	host, path, _ = strings.Cut(s, "/")
+	if i := strings.LastIndex(path, ":"); i >= 0 {
+		path = path[:i]
+	}
+	if p, err := url.PathUnescape(path); err == nil {
+		path = p // a nested name may come escaped (tools%2Fbuilder)
+	}
+	path = strings.Trim(path, "/")
+	// Docker's rule for a first component that is a registry host.
+	if path == "" || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return "", "", false
+	}
+	return strings.ToLower(host), strings.ToLower(path), true
+}
+
+// registryURL returns the host and path, lowercased, of a registry.url. GitHub's own for GHCR
+// is a placeholder that is no registry (https://CONTAINER.pkg.github.com/owner): it, and any
+// URL without a path, names nothing to check.
+func registryURL(s string) (host, path string, ok bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", "", false
+	}
+	host, path = strings.ToLower(u.Host), strings.ToLower(strings.Trim(u.Path, "/"))
+	if path == "" || strings.HasSuffix(host, ".pkg.github.com") {
+		return "", "", false
+	}
+	return host, path, true
 }
 
 // quoteShort quotes a payload value for a response, bounded so a hostile value cannot bloat it.
-func quoteShort(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "…"
+func quoteShort(s string) string { return quoteN(s, 40) }
+
+// quoteRef quotes an image reference or host, bounded like quoteShort but long enough for a
+// real one to be told apart from another.
+func quoteRef(s string) string { return quoteN(s, 120) }
+
+func quoteN(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] + "…"
 	}
 	return fmt.Sprintf("%q", s)
 }

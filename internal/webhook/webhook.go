@@ -25,10 +25,10 @@ type Matcher interface {
 	Match(ctx context.Context, image string) ([]string, error)
 }
 
-// Queue durably records a delivery and queues a job per runtime; dup reports a delivery id
-// taken before.
+// Queue durably records a delivery of image and queues a job per runtime; dup reports a
+// delivery id taken before.
 type Queue interface {
-	Accept(ctx context.Context, deliveryID string, runtimes []string, hint string) (dup bool, err error)
+	Accept(ctx context.Context, deliveryID string, runtimes []string, image, hint string) (dup bool, err error)
 }
 
 // Handler serves POST deliveries.
@@ -154,7 +154,7 @@ func (h *Handler) Handle(c echo.Context) error {
 		return reply(http.StatusAccepted, OutcomeIgnored, answer{Status: "ignored", Reason: "no runtime follows " + push.Image})
 	}
 
-	dup, err := h.queue.Accept(req.Context(), delivery, runtimes, push.Digest)
+	dup, err := h.queue.Accept(req.Context(), delivery, runtimes, push.Image, push.Digest)
 	if err != nil {
 		h.log.Error("queue delivery", "delivery", delivery, "err", err)
 		return reply(http.StatusServiceUnavailable, OutcomeError, answer{Error: "state unavailable"})

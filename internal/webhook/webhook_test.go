@@ -65,6 +65,8 @@ func newHandler(tb testing.TB, dir string, maxBody int64) (*echo.Echo, *store.St
 	runtimes := []hookd.Runtime{
 		{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"},
 		{Name: "nested", Image: "ghcr.io/molecule-ai/tools/builder:stable"},
+		{Name: "app-rc", Image: "ghcr.io/molecule-ai/app:RC1"},
+		{Name: "app", Image: "ghcr.io/molecule-ai/app:latest"},
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
@@ -92,7 +94,7 @@ func (in *intake) send(t *testing.T, d webhooktest.Delivery) (int, map[string]an
 func (in *intake) pending(t *testing.T) map[string]hookd.Job {
 	t.Helper()
 	out := map[string]hookd.Job{}
-	for _, r := range []string{"claude-code", "nested"} {
+	for _, r := range intakeRuntimes {
 		j, ok, err := in.store.Pending(r)
 		if err != nil {
 			t.Fatal(err)
@@ -104,8 +106,12 @@ func (in *intake) pending(t *testing.T) map[string]hookd.Job {
 	return out
 }
 
+// intakeRuntimes are the runtimes newHandler configures.
+var intakeRuntimes = []string{"claude-code", "nested", "app-rc", "app"}
+
+// push is a package delivery as GitHub sends it for ghcr.io, package_url included.
 func push(namespace, name, tag, digest string) []byte {
-	return webhooktest.Payload(webhooktest.Push{Namespace: namespace, Name: name, Tag: tag, Digest: digest})
+	return webhooktest.Payload(webhooktest.Push{Namespace: namespace, Name: name, Tag: tag, Digest: digest, Host: host})
 }
 
 func TestIntakeRejectsAndIgnoresWithoutQueueing(t *testing.T) {
@@ -133,7 +139,6 @@ func TestIntakeRejectsAndIgnoresWithoutQueueing(t *testing.T) {
 		{"untagged version", signed(push("Molecule-AI", "workspace-template-claude-code", "", digestOld)), 202, "ignored"},
 		{"cosign tag", signed(push("Molecule-AI", "workspace-template-claude-code", cosign, digestOld)), 202, "ignored"},
 		{"unmapped package", signed(push("Molecule-AI", "something-else", "latest", digestOld)), 202, "ignored"},
-		{"unmapped tag", signed(push("Molecule-AI", "workspace-template-claude-code", "edge", digestOld)), 202, "ignored"},
 		{"deleted action", signed(webhooktest.Payload(webhooktest.Push{Action: "deleted", Namespace: "Molecule-AI", Name: "workspace-template-claude-code", Tag: "latest", Digest: digestOld})), 202, "ignored"},
 		{"ping", webhooktest.Delivery{Event: "ping", ID: "a10", Body: []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`), Secret: secret}, 200, "pong"},
 	}
@@ -198,7 +203,7 @@ func TestIntakeQueuesMappedPushes(t *testing.T) {
 		{"mixed-case owner", webhooktest.Delivery{Event: "package", ID: "q1", Body: push("Molecule-AI", "workspace-template-claude-code", "latest", digestNew), Secret: secret}, "claude-code"},
 		{"rotated secret", webhooktest.Delivery{Event: "package", ID: "q2", Body: push("molecule-ai", "tools/builder", "stable", digestNew), Secret: oldSecret}, "nested"},
 		{"registry_package event, form encoded", webhooktest.Delivery{Event: "registry_package", ID: "q3", ContentType: "application/x-www-form-urlencoded",
-			Body: webhooktest.Form(webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "MOLECULE-AI", Name: "Workspace-Template-Claude-Code", Tag: "latest", Digest: digestNew})), Secret: secret}, "claude-code"},
+			Body: webhooktest.Form(webhooktest.Payload(webhooktest.Push{Event: "registry_package", Namespace: "MOLECULE-AI", Name: "Workspace-Template-Claude-Code", Tag: "latest", Digest: digestNew, Host: host})), Secret: secret}, "claude-code"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -27,6 +27,12 @@ type Push struct {
 	Name      string
 	Tag       string // empty for an untagged per-platform manifest
 	Digest    string
+	// Host is the registry GitHub names in package_version.package_url ("ghcr.io/NS/NAME:TAG").
+	// Empty leaves package_url null, for tests whose registry is not the one a delivery would
+	// name; registry.url is then GitHub's placeholder (https://CONTAINER.pkg.github.com/NS).
+	Host string
+	// PackageURL, when set, is sent as package_url as given (Host is then ignored for it).
+	PackageURL string
 }
 
 // Payload returns the JSON body GitHub would send for p.
@@ -35,9 +41,17 @@ func Payload(p Push) []byte {
 	if p.Event == "registry_package" {
 		key = "registry_package"
 	}
+	packageURL, registryURL := "null", quote("https://CONTAINER.pkg.github.com/"+p.Namespace)
+	if p.Host != "" {
+		packageURL, registryURL = quote(p.Host+"/"+p.Namespace+"/"+p.Name+":"+p.Tag), quote("https://"+p.Host+"/"+p.Namespace)
+	}
+	if p.PackageURL != "" {
+		packageURL = quote(p.PackageURL)
+	}
 	body := strings.NewReplacer(
 		"{{KEY}}", key, "{{NAMESPACE}}", p.Namespace, "{{NAME}}", p.Name,
 		"{{TAG}}", p.Tag, "{{DIGEST}}", p.Digest,
+		"{{PACKAGE_URL}}", packageURL, "{{REGISTRY_URL}}", registryURL,
 	).Replace(template)
 	if p.Action != "" && p.Action != "published" {
 		body = strings.Replace(body, `"action": "published"`, `"action": `+quote(p.Action), 1)
