@@ -17,6 +17,9 @@ import (
 type Push struct {
 	Image  string // registry_host/namespace/name:tag: host and repository lowercased, the tag as spelled
 	Digest string // what the delivery says the tag points to: a hint, never trusted for the pull
+	// Note says where the delivery names another registry host than registry_host: told in
+	// the reason when no runtime follows the image.
+	Note string
 }
 
 // errMalformed marks a body that is not a delivery of the event it claims to be.
@@ -109,19 +112,20 @@ func Plan(event string, payload []byte, registryHost string) (push Push, ignored
 		repos = []string{strings.ToLower(owner + "/" + pkg.GetName()), repos[0]}
 	}
 	host := strings.ToLower(registryHost)
-	repos, ignored = crossCheck(pkg, host, repos)
+	repos, note, ignored := crossCheck(pkg, host, repos)
 	if ignored != "" {
 		return Push{}, ignored, nil
 	}
-	return Push{Image: host + "/" + repos[0] + ":" + tag.GetName(), Digest: tag.GetDigest()}, "", nil
+	return Push{Image: host + "/" + repos[0] + ":" + tag.GetName(), Digest: tag.GetDigest(), Note: note}, "", nil
 }
 
 // crossCheck keeps the candidate repositories (lowercased namespace/name paths) that the
 // delivery's own name for its image agrees with: package_version.package_url
 // ("ghcr.io/owner/name:tag"), or without one registry.url ("https://ghcr.io/owner", the owner
-// only). When they disagree, with host (registry_host, lowercased) or with every candidate,
-// the reason says so, naming both.
-func crossCheck(pkg *github.Package, host string, repos []string) ([]string, string) {
+// only). When they disagree with every candidate, the reason says so, naming both. Another host
+// than registry_host is only noted: a mirror serves GHCR's images under its own host, and the
+// delivery is a hint that hookd checks at registry_host anyway.
+func crossCheck(pkg *github.Package, host string, repos []string) (agree []string, note, ignored string) {
 	field := "package_url"
 	claimedHost, claimedPath, ok := packageURL(pkg.GetPackageVersion().GetPackageURL())
 	if !ok {
@@ -129,22 +133,21 @@ func crossCheck(pkg *github.Package, host string, repos []string) ([]string, str
 		claimedHost, claimedPath, ok = registryURL(pkg.GetRegistry().GetURL())
 	}
 	if !ok {
-		return repos, ""
+		return repos, "", ""
 	}
 	if claimedHost != host {
-		return nil, field + " names registry " + quoteRef(claimedHost) + ", not registry_host " + quoteRef(host) +
+		note = field + " names registry " + quoteRef(claimedHost) + ", not registry_host " + quoteRef(host) +
 			" (GitHub Enterprise: set registry_host to its container registry host)"
 	}
-	var agree []string
 	for _, r := range repos {
 		if r == claimedPath || (field == "registry.url" && strings.HasPrefix(r, claimedPath+"/")) {
 			agree = append(agree, r)
 		}
 	}
 	if len(agree) == 0 {
-		return nil, field + " names " + quoteRef(claimedHost+"/"+claimedPath) + ", not " + quoteRef(host+"/"+repos[0]) + " (registry_host/namespace/name)"
+		return nil, "", field + " names " + quoteRef(claimedHost+"/"+claimedPath) + ", not " + quoteRef(host+"/"+repos[0]) + " (registry_host/namespace/name)"
 	}
-	return agree, ""
+	return agree, note, ""
 }
 
 // packageURL returns the registry host and repository path, lowercased, that a package_url

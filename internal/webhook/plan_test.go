@@ -115,14 +115,15 @@ func TestIntakeIgnoredReasonsNameWhatWasSeen(t *testing.T) {
 		{"no container_metadata", "package", edit(t, base, func(p map[string]any) { delete(version(p), "container_metadata") }), `version "sha256:222222222222" has no container_metadata`},
 		{"no tag", "package", edit(t, base, func(p map[string]any) { delete(version(p)["container_metadata"].(map[string]any), "tag") }), `version "sha256:222222222222" has no container_metadata.tag`},
 		{"untagged", "package", with(func(p *webhooktest.Push) { p.Tag = "" }), `version "sha256:222222222222" is untagged (a per-platform manifest)`},
-		{"GitHub Enterprise host", "package", with(func(p *webhooktest.Push) { p.Host = "containers.ghe.example.com" }),
+		{"GitHub Enterprise host, no runtime follows", "package", with(func(p *webhooktest.Push) { p.Host, p.Name = "containers.ghe.example.com", "unfollowed" }),
 			`package_url names registry "containers.ghe.example.com", not registry_host "ghcr.io" (GitHub Enterprise: set registry_host`},
 		{"package_url of another repository", "registry_package", with(func(p *webhooktest.Push) {
 			p.Event, p.PackageURL = "registry_package", "ghcr.io/molecule-ai/app:latest"
 		}), `package_url names "ghcr.io/molecule-ai/app", not "ghcr.io/molecule-ai/workspace-template-claude-code" (registry_host/namespace/name)`},
 		{"registry.url of another host, no package_url", "registry_package", edit(t, with(func(p *webhooktest.Push) { p.Event, p.Host = "registry_package", "" }), func(p map[string]any) {
 			p["registry"].(map[string]any)["url"] = "https://containers.ghe.example.com/Molecule-AI"
-		}), `registry.url names registry "containers.ghe.example.com", not registry_host "ghcr.io"`},
+			p["name"] = "unfollowed"
+		}), `no runtime follows ghcr.io/molecule-ai/unfollowed:latest; registry.url names registry "containers.ghe.example.com", not registry_host "ghcr.io"`},
 		{"registry.url of another owner, no package_url", "registry_package", edit(t, with(func(p *webhooktest.Push) { p.Event, p.Host = "registry_package", "" }), func(p map[string]any) {
 			p["registry"].(map[string]any)["url"] = "https://ghcr.io/someone-else"
 		}), `registry.url names "ghcr.io/someone-else", not "ghcr.io/molecule-ai/workspace-template-claude-code"`},
@@ -156,6 +157,9 @@ func TestIntakeQueuesWhatPackageURLConfirms(t *testing.T) {
 		{"placeholder registry.url, no package_url", webhooktest.Push{Event: "registry_package", Namespace: "Molecule-AI", Name: "workspace-template-claude-code", Tag: "latest"}, "claude-code"},
 		{"namespace owner/repo, image owner/name", webhooktest.Push{Namespace: "Molecule-AI/hookd", Name: "workspace-template-claude-code", Tag: "latest", PackageURL: "ghcr.io/Molecule-AI/workspace-template-claude-code:latest"}, "claude-code"},
 		{"namespace owner/repo without package_url", webhooktest.Push{Namespace: "Molecule-AI/hookd", Name: "workspace-template-claude-code", Tag: "latest"}, "claude-code"},
+		// Another host than registry_host (one a mirror of the other) is no reason to ignore: the
+		// tag is resolved at registry_host anyway.
+		{"package_url of another host (a mirror)", webhooktest.Push{Namespace: "Molecule-AI", Name: "workspace-template-claude-code", Tag: "latest", PackageURL: "mirror.example.com/molecule-ai/workspace-template-claude-code:latest"}, "claude-code"},
 		{"namespace owner/repo, package_url owner/repo/name", webhooktest.Push{Namespace: "molecule-ai/tools", Name: "builder", Tag: "stable", PackageURL: "ghcr.io/molecule-ai/tools/builder:stable"}, "nested"},
 	}
 	for i, c := range cases {

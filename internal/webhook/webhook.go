@@ -151,7 +151,11 @@ func (h *Handler) Handle(c echo.Context) error {
 		return reply(http.StatusServiceUnavailable, OutcomeError, answer{Error: "runtimes unavailable"})
 	}
 	if len(runtimes) == 0 {
-		return reply(http.StatusAccepted, OutcomeIgnored, answer{Status: "ignored", Reason: "no runtime follows " + push.Image})
+		reason := "no runtime follows " + push.Image
+		if push.Note != "" {
+			reason += "; " + push.Note
+		}
+		return reply(http.StatusAccepted, OutcomeIgnored, answer{Status: "ignored", Reason: reason})
 	}
 
 	dup, err := h.queue.Accept(req.Context(), delivery, runtimes, push.Image, push.Digest)
