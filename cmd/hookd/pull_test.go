@@ -27,6 +27,22 @@ type gate struct {
 
 func newGate() *gate { return &gate{open: make(chan struct{}), waiting: make(chan struct{}, 64)} }
 
+// await waits until a blob download is held at the gate.
+func (g *gate) await(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.waiting:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no pull reached the registry")
+	}
+}
+
+// uniqueApp is the test app at version with the test's id in its config, so its blobs are the
+// test's own: an image another test pulled would need no download, and pass no gate.
+func uniqueApp(t *testing.T, version string) testkit.App {
+	return testkit.App{Version: version, Env: []string{"HOOKD_TEST_ID=" + testkit.TestID(t)}}
+}
+
 // release opens the gate for good; calling it again is harmless.
 func (g *gate) release() {
 	g.closed.Store(false)
@@ -82,7 +98,7 @@ func TestPullByDigestEndToEnd(t *testing.T) {
 	h := startHookd(t, pullOnlyConfig(reg.Host), state, nil)
 
 	// Owner as GitHub spells it, with capitals: still this runtime.
-	d1 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v1"})
+	d1 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v1"))
 	if code, answer := h.deliver(webhooktest.Push{Namespace: "Org", Name: "app", Tag: "latest", Digest: d1}, "p1"); code != 202 {
 		t.Fatalf("delivery: %d %v", code, answer)
 	}
@@ -93,13 +109,13 @@ func TestPullByDigestEndToEnd(t *testing.T) {
 	firstJob := st.LastRollout.JobID
 
 	// A second push while the first pull is still in flight, delivered twice: one more pull.
-	d2 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v2"})
+	d2 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v2"))
 	g.closed.Store(true)
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "p2"); code != 202 {
 		t.Fatalf("delivery p2: %d", code)
 	}
-	<-g.waiting // the job for d2 is pulling now
-	d3 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v3"})
+	g.await(t) // the job for d2 is pulling now
+	d3 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v3"))
 	for _, id := range []string{"p3", "p3-redelivered-as-new"} {
 		if code, answer := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d3}, id); code != 202 {
 			t.Fatalf("delivery %s: %d %v", id, code, answer)
@@ -126,7 +142,7 @@ func TestPullByDigestEndToEnd(t *testing.T) {
 	}
 
 	// A late delivery naming an older digest pulls what the tag points to now.
-	d4 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v4"})
+	d4 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v4"))
 	lastJob := st.LastRollout.JobID
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d1}, "p-late"); code != 202 {
 		t.Fatalf("late delivery: %d", code)
@@ -153,13 +169,13 @@ func TestShutdownCancelsPullAndResumesQueue(t *testing.T) {
 	cfg := pullOnlyConfig(reg.Host)
 
 	h := startHookd(t, cfg, state, nil)
-	d1 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v1"})
+	d1 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v1"))
 	g.closed.Store(true)
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d1}, "s1"); code != 202 {
 		t.Fatal("delivery s1 not queued")
 	}
-	<-g.waiting // pulling d1, held by the registry until the gate opens
-	d2 := reg.Push(t, "org/app", "latest", testkit.App{Version: "v2"})
+	g.await(t) // pulling d1, held by the registry until the gate opens
+	d2 := reg.Push(t, "org/app", "latest", uniqueApp(t, "v2"))
 	if code, _ := h.deliver(webhooktest.Push{Namespace: "org", Name: "app", Tag: "latest", Digest: d2}, "s2"); code != 202 {
 		t.Fatal("delivery s2 not queued")
 	}
