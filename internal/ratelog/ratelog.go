@@ -26,20 +26,30 @@ func New(log *slog.Logger, level slog.Level, interval time.Duration) *Logger {
 	return &Logger{log: log, level: level, interval: interval}
 }
 
-// Log writes msg with args, plus "suppressed" (how many events since the last line were not
-// written) when there were any, unless a line was written less than the interval ago.
-func (l *Logger) Log(msg string, args ...any) {
+// Due reports whether a line may be written now and how many events since the last line were
+// not; when it is not due, the event is counted. Callers build their line only when due, so a
+// flood costs a lock and a counter per event.
+func (l *Logger) Due() (suppressed int, ok bool) {
 	now := time.Now()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
 		l.suppressed++
-		l.mu.Unlock()
-		return
+		return 0, false
 	}
 	l.last = now
 	n := l.suppressed
 	l.suppressed = 0
-	l.mu.Unlock()
+	return n, true
+}
+
+// Log writes msg with args, plus "suppressed" (how many events since the last line were not
+// written) when there were any, unless a line was written less than the interval ago.
+func (l *Logger) Log(msg string, args ...any) {
+	n, ok := l.Due()
+	if !ok {
+		return
+	}
 	if n > 0 {
 		args = append(args, "suppressed", n)
 	}

@@ -145,8 +145,10 @@ func (h *Handler) Handle(c echo.Context) error {
 		// never push real deliveries off the status page, and logged at most every 10 s.
 		if !verified {
 			h.recent.reject(seen)
-			h.rejectedLog.Log("webhook request rejected", "outcome", outcome, "code", code, "event", seen.Event,
-				"delivery", seen.ID, "remote", req.RemoteAddr, "reason", seen.Detail)
+			if n, ok := h.rejectedLog.Due(); ok {
+				h.log.Warn("webhook request rejected", "outcome", outcome, "code", code, "event", seen.Event,
+					"delivery", seen.ID, "remote", req.RemoteAddr, "reason", seen.Detail, "suppressed", n)
+			}
 		} else {
 			h.recent.add(seen)
 			if outcome == OutcomeIgnored || outcome == OutcomeMalformed || outcome == OutcomeUnsupported {
