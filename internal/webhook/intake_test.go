@@ -172,6 +172,14 @@ func TestRejectedRequestsKeptApart(t *testing.T) {
 	if total != 60 || len(rejected) == 0 || rejected[0].Code != http.StatusUnauthorized {
 		t.Fatalf("rejected: %d listed, %d counted, want 60 counted", len(rejected), total)
 	}
+	// A signed delivery hookd does not act on is logged too, with its reason.
+	ignored := webhooktest.Delivery{Event: "issues", ID: "i1", Body: []byte(`{"action":"opened"}`), Secret: secret}
+	if code, _, err := webhooktest.Send(context.Background(), http.DefaultClient, g.url, ignored); err != nil || code != http.StatusAccepted {
+		t.Fatalf("ignored event: %d %v", code, err)
+	}
+	if !strings.Contains(g.logs.String(), `"msg":"webhook delivery not acted on"`) || !strings.Contains(g.logs.String(), `is not handled`) {
+		t.Fatalf("the ignored delivery is not in the log:\n%s", g.logs)
+	}
 	// Logged, so a wrong secret shows in the log, but not once per request.
 	lines := strings.Count(g.logs.String(), `"msg":"webhook request rejected"`)
 	if lines == 0 || lines > 6 {
