@@ -111,9 +111,8 @@ func (g *connGuard) state(c net.Conn, s http.ConnState) {
 		g.unidle(c)
 		g.open--
 	}
-	open := g.open
+	g.metrics.open.Set(float64(g.open)) // under the lock: sets never land out of order
 	g.mu.Unlock()
-	g.metrics.open.Set(float64(open))
 	if closing != nil {
 		g.metrics.idleClosed.Inc()
 		closing.Close() // the server sees it closed and reports StateClosed
