@@ -22,7 +22,7 @@ import (
 
 const (
 	testSecret = "e2e-webhook-secret"
-	testToken  = "e2e-admin-token"
+	testToken  = "e2e-admin-token-0123456789"
 )
 
 // daemonRun is one `hookd serve` run in-process through run(), as main runs it.

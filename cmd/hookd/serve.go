@@ -15,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hookd/hookd/internal/admin"
@@ -68,27 +67,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	recent := webhook.NewRecent(50)
-	hook := webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), recent, log)
-
+	h := handlers{
+		webhookPath: cfg.Webhook.Path, daemon: d,
+		hook: webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), recent, log),
+	}
+	throttle := admin.NewThrottle(d.metrics, log)
+	if cfg.AdminToken != "" {
+		h.admin = admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log, admin.WithThrottle(throttle))
+	}
+	h.page = statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log, statuspage.WithThrottle(throttle), statuspage.WithHTTPS(cfg.Admin.HTTPS))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.POST(cfg.Webhook.Path, hook.Handle)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", d.ready)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.metrics, promhttp.HandlerOpts{})))
-	if cfg.AdminToken != "" {
-		admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log).Register(e)
-	}
-	statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log).Register(e)
+	routes(e, h)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	limit := maxConns()
+	srv, ln := newHTTPServer(e, ln, limit, newConnMetrics(d.metrics), log)
 	log.Info("hookd listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "state_dir", cfg.StateDir,
 		"runtimes", len(cfg.Runtimes), "zero_config", d.catalog.ZeroConfig(), "poll_interval", cfg.Poll.Interval.String(),
-		"admin", cfg.AdminToken != "", "version", version)
+		"admin", cfg.AdminToken != "", "max_connections", limit, "version", version)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

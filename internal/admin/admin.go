@@ -29,34 +29,52 @@ type Handler struct {
 	catalog  *catalog.Catalog
 	store    *store.Store
 	log      *slog.Logger
+	throttle *Throttle // nil: not throttled
 }
 
-// New returns the admin handler for token (which must not be empty).
-func New(token string, svc *refresh.Service, cat *catalog.Catalog, st *store.Store, log *slog.Logger) *Handler {
-	return &Handler{tokenSum: sha256.Sum256([]byte(token)), service: svc, catalog: cat, store: st, log: log}
+// Option adjusts a Handler.
+type Option func(*Handler)
+
+// WithThrottle bounds wrong tokens with t (shared with the status page's login).
+func WithThrottle(t *Throttle) Option { return func(h *Handler) { h.throttle = t } }
+
+// New returns the admin handler for token (which must not be empty). cmd/hookd's routes file
+// mounts its handlers under /admin behind Authorize.
+func New(token string, svc *refresh.Service, cat *catalog.Catalog, st *store.Store, log *slog.Logger, opts ...Option) *Handler {
+	h := &Handler{tokenSum: sha256.Sum256([]byte(token)), service: svc, catalog: cat, store: st, log: log}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
-// Register mounts the routes under /admin behind the token.
-func (h *Handler) Register(e *echo.Echo) {
-	g := e.Group("/admin", h.authorize)
-	g.POST("/refresh", h.refresh)
-	g.GET("/status", h.status)
-}
-
-// authorize compares digests of the presented and the configured token, so neither the token's
-// contents nor its length leak through timing.
-func (h *Handler) authorize(next echo.HandlerFunc) echo.HandlerFunc {
+// Authorize compares digests of the presented and the configured token, so neither the token's
+// contents nor its length leak through timing. Past the throttle's limits it answers 429
+// without comparing.
+func (h *Handler) Authorize(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		attempt, wait := h.throttle.Begin(c.Request(), "admin")
+		if attempt == nil {
+			return tooMany(c, wait)
+		}
 		scheme, presented, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
 		ok = ok && strings.EqualFold(scheme, "Bearer")
 		sum := sha256.Sum256([]byte(presented))
 		if !ok || subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) != 1 {
+			attempt.Failed()
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="hookd"`)
 			return c.JSON(http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 		}
+		attempt.Succeeded()
 		return next(c)
 	}
 }
+
+// Refresh serves POST /admin/refresh.
+func (h *Handler) Refresh(c echo.Context) error { return h.refresh(c) }
+
+// ShowStatus serves GET /admin/status.
+func (h *Handler) ShowStatus(c echo.Context) error { return h.status(c) }
 
 func (h *Handler) refresh(c echo.Context) error {
 	ctx := c.Request().Context()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +49,9 @@ type Webhook struct {
 
 type Admin struct {
 	TokenFile string `yaml:"token_file"`
+	// HTTPS says hookd is reached over https (a TLS-terminating proxy): session cookies are
+	// Secure whatever X-Forwarded-Proto says.
+	HTTPS bool `yaml:"https"`
 }
 
 type Poll struct {
@@ -156,6 +160,7 @@ const (
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultPollInterval = Duration(time.Hour)
 	DefaultPollPace     = Duration(50 * time.Millisecond)
+	MinAdminTokenLength = 16
 )
 
 // Load reads the file at path (none when empty), applies the environment through getenv and
@@ -185,12 +190,29 @@ func decodeFile(path string, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
+	// A secret file given as the config by mistake must not reach the terminal or a log: yaml
+	// quotes the values it cannot use, so the file's kind is checked first, and quoted values
+	// are cut from its errors.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config %s: %s", path, withheld(err))
+	}
+	if len(doc.Content) > 0 && doc.Content[0].Kind != yaml.MappingNode {
+		return fmt.Errorf("config %s: not a YAML mapping of settings (is it a secret file?)", path)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config %s: %s", path, withheld(err))
 	}
 	return nil
+}
+
+// yamlQuoted is how yaml quotes a value of the file in an error: "cannot unmarshal !!str `…`".
+var yamlQuoted = regexp.MustCompile("`[^`]*`")
+
+func withheld(err error) string {
+	return yamlQuoted.ReplaceAllString(err.Error(), "(value withheld)")
 }
 
 func (c *Config) applyEnv(getenv func(string) string) []error {
@@ -274,6 +296,10 @@ func (c *Config) loadSecrets(getenv func(string) string) []error {
 		default:
 			c.AdminToken = lines[0]
 		}
+	}
+	// The token opens the admin API and the status page; a short one is guessed even throttled.
+	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLength {
+		problems = append(problems, fmt.Errorf("admin token is too short: at least %d characters (e.g. openssl rand -hex 32)", MinAdminTokenLength))
 	}
 	return problems
 }

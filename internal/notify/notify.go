@@ -15,16 +15,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
+	"github.com/hookd/hookd/internal/retryafter"
 	"github.com/hookd/hookd/internal/verify"
 )
 
@@ -69,6 +70,9 @@ func WithQueueSize(size int) Option { return func(n *Notifier) { n.queueSize = m
 // WithDrainTimeout replaces DefaultDrainTimeout.
 func WithDrainTimeout(d time.Duration) Option { return func(n *Notifier) { n.drain = d } }
 
+// WithTransport replaces http.DefaultTransport for the requests to endpoints.
+func WithTransport(rt http.RoundTripper) Option { return func(n *Notifier) { n.client.Transport = rt } }
+
 // WithVersion names the hookd version in JSON bodies and the User-Agent.
 func WithVersion(v string) Option { return func(n *Notifier) { n.version = v } }
 
@@ -82,6 +86,15 @@ type Notifier struct {
 	queueSize int
 	drain     time.Duration
 	version   string
+
+	mu   sync.Mutex
+	last map[string]told // by runtime: the last result told
+}
+
+// told is what a result is deduplicated by.
+type told struct {
+	outcome hookd.Outcome
+	digest  string
 }
 
 type endpoint struct {
@@ -110,6 +123,7 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 		retry:     DefaultRetry(),
 		queueSize: DefaultQueueSize,
 		drain:     DefaultDrainTimeout,
+		last:      map[string]told{},
 		// A receiver that redirects would have the signed body re-sent (or turned into a GET)
 		// somewhere not configured: its 3xx is an answer, and a failure.
 		client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
@@ -136,8 +150,23 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 }
 
 // Notify queues res for every endpoint that asked for its result. It never blocks: a full
-// queue loses its oldest notification.
+// queue loses its oldest notification. A result that repeats the runtime's last one (same
+// outcome, same digest) is not told again unless a person asked for the rollout: a signed body
+// replayed with fresh delivery ids then costs a job each, never a notification each.
 func (n *Notifier) Notify(res hookd.Result) {
+	n.mu.Lock()
+	key := told{outcome: res.Outcome, digest: res.Digest}
+	repeat := n.last[res.Runtime] == key && res.Trigger != hookd.TriggerAdmin
+	n.last[res.Runtime] = key
+	n.mu.Unlock()
+	if repeat {
+		for _, e := range n.endpoints {
+			if slices.Contains(e.results, res.Outcome) {
+				n.metrics.count(e.name, resultRepeated)
+			}
+		}
+		return
+	}
 	for _, e := range n.endpoints {
 		if !slices.Contains(e.results, res.Outcome) {
 			continue
@@ -301,7 +330,7 @@ func (n *Notifier) post(ctx context.Context, e *endpoint, id string, body []byte
 	case code >= 200 && code < 300:
 		return false, 0, nil
 	case code == http.StatusTooManyRequests || code >= 500:
-		return true, retryAfter(resp.Header.Get("Retry-After"), time.Now()), fmt.Errorf("receiver answered %d", code)
+		return true, retryAfter(resp), fmt.Errorf("receiver answered %d", code)
 	default:
 		return false, 0, fmt.Errorf("receiver answered %d", code)
 	}
@@ -318,24 +347,25 @@ func redact(err error, rawURL string) error {
 	if errors.Is(err, context.Canceled) {
 		return errors.New("canceled: hookd is stopping")
 	}
-	if strings.Contains(err.Error(), rawURL) {
-		return errors.New("request failed (details withheld: they name the URL)")
+	// The host alone may be the secret (a token in a subdomain): a failed lookup keeps only
+	// its cause, and any other error naming the host is withheld whole.
+	if dnsErr, ok := errors.AsType[*net.DNSError](err); ok {
+		return errors.New("DNS lookup of the endpoint's host failed: " + dnsErr.Err)
+	}
+	host := ""
+	if u, perr := url.Parse(rawURL); perr == nil && net.ParseIP(u.Hostname()) == nil {
+		host = u.Hostname() // a name; an address can carry no token
+	}
+	if strings.Contains(err.Error(), rawURL) || (host != "" && strings.Contains(err.Error(), host)) {
+		return errors.New("request failed (details withheld: they name the endpoint)")
 	}
 	return err
 }
 
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+// retryAfter is the receiver's Retry-After, 0 when it sent none.
+func retryAfter(resp *http.Response) time.Duration {
+	d, _ := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
+	return d
 }
 
 func (n *Notifier) versionOrDev() string {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -176,7 +178,7 @@ func result(job uint64, outcome hookd.Outcome) hookd.Result {
 	return hookd.Result{
 		JobID: job, Runtime: "claude-code", Trigger: hookd.TriggerWebhook, Outcome: outcome,
 		Image:     "ghcr.io/acme/claude-code:latest",
-		Digest:    "sha256:" + strings.Repeat("ab", 32),
+		Digest:    "sha256:" + strings.Repeat("ab", 30) + fmt.Sprintf("%04x", job), // a job per digest
 		Recreated: []string{"cc-1", "cc-2"},
 		Started:   start, Finished: start.Add(42 * time.Second),
 	}
@@ -621,5 +623,91 @@ func TestURLAndSecretNeverLogged(t *testing.T) {
 	}
 	if strings.Contains(metrics.String(), "SECRET") || strings.Contains(metrics.String(), "127.0.0.1") {
 		t.Errorf("metrics name an endpoint by its URL: %s", metrics.String())
+	}
+}
+
+// A signed body replayed with fresh delivery ids makes jobs that end alike: the runtime's
+// result is told once per outcome and digest, not once per job, unless a person asked.
+func TestRepeatedResultToldOnce(t *testing.T) {
+	rc := newReceiver(t, nil)
+	h := newHarness(t, []config.Notify{{Name: "audit", URL: rc.srv.URL, Results: []hookd.Outcome{"rolled_out", "up_to_date"}}})
+	h.run(t)
+	first := result(1, "rolled_out")
+	h.n.Notify(first)
+	for job := uint64(2); job <= 4; job++ {
+		again := first
+		again.JobID = job
+		h.n.Notify(again)
+	}
+	manual := first
+	manual.JobID, manual.Trigger = 5, hookd.TriggerAdmin
+	h.n.Notify(manual)
+	h.n.Notify(result(6, "rolled_out")) // a new digest
+	h.waitCount(t, "audit", "sent", 3)
+	if got := h.count(t, "audit", "repeated"); got != 3 {
+		t.Fatalf("repeated = %v, want 3", got)
+	}
+	var jobs []uint64
+	for range 3 {
+		var r notify.Rollout
+		if err := json.Unmarshal(rc.next(t).body, &r); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, r.JobID)
+	}
+	if jobs[0] != 1 || jobs[1] != 5 || jobs[2] != 6 {
+		t.Fatalf("told jobs %v, want [1 5 6]", jobs)
+	}
+}
+
+// nxdomain answers every DNS query on a loopback UDP port with "no such name".
+func nxdomain(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			reply := append([]byte(nil), buf[:n]...)
+			reply[2] = 0x81 | (buf[2] & 0x01) // response, recursion desired as asked
+			reply[3] = 0x83                   // recursion available, NXDOMAIN
+			reply[6], reply[7], reply[8], reply[9], reply[10], reply[11] = 0, 0, 0, 0, 0, 0
+			_, _ = pc.WriteTo(reply, addr)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// A host name can carry a secret (a token as a subdomain): a failed lookup logs the cause,
+// never the name.
+func TestDNSFailureNeverNamesTheHost(t *testing.T) {
+	dns := nxdomain(t)
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dns)
+	}}
+	transport := &http.Transport{DialContext: (&net.Dialer{Resolver: resolver}).DialContext}
+	r := fastRetry
+	r.Attempts = 1
+	h := newHarness(t, []config.Notify{{Name: "chat", URL: "https://tok3nSECRETsub.hooks.example/x"}}, notify.WithRetry(r), notify.WithTransport(transport))
+	h.run(t)
+	h.n.Notify(result(1, "failed"))
+	h.waitCount(t, "chat", "failed", 1)
+	logs := h.logs.String()
+	if strings.Contains(logs, "SECRET") {
+		t.Fatalf("the host name reached the log:\n%s", logs)
+	}
+	if !strings.Contains(logs, "DNS lookup") {
+		t.Fatalf("the log does not say the lookup failed:\n%s", logs)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookd/hookd/internal/retryafter"
 )
 
 // defaultBackoff is how long a host that answered 429 without saying how long to wait is left alone.
@@ -132,13 +134,8 @@ var retryHint = regexp.MustCompile(`(?i)retry[- ]after[": ]+(\d+)\s*(s|sec|secon
 func retryAfter(resp *http.Response) time.Duration {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 	resp.Body.Close()
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-			return time.Duration(secs) * time.Second
-		}
-		if at, err := http.ParseTime(v); err == nil {
-			return max(time.Until(at), 0)
-		}
+	if d, ok := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()); ok {
+		return d
 	}
 	if m := retryHint.FindSubmatch(body); m != nil {
 		if secs, err := strconv.Atoi(string(m[1])); err == nil {

@@ -39,7 +39,7 @@ type site struct {
 	srv   *httptest.Server
 }
 
-func newSite(t *testing.T, token string, tls bool) *site {
+func newSite(t *testing.T, token string, tls bool, opts ...statuspage.Option) *site {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
@@ -57,7 +57,13 @@ func newSite(t *testing.T, token string, tls bool) *site {
 	recent := webhook.NewRecent(20)
 	e := echo.New()
 	e.POST("/hooks/ghcr", webhook.New(verifier, cat, svc, "ghcr.io", 1<<20, webhook.NewMetrics(reg), recent, log).Handle)
-	statuspage.New(token, cat, st, recent, log).Register(e)
+	// As cmd/hookd's routes file mounts them.
+	page := statuspage.New(token, cat, st, recent, log, opts...)
+	e.GET("/", page.Show)
+	if page.Locked() {
+		e.POST("/login", page.Login)
+		e.POST("/logout", page.Logout)
+	}
 	s := &site{t: t, store: st}
 	if tls {
 		s.srv = httptest.NewTLSServer(e)
@@ -72,6 +78,12 @@ func newSite(t *testing.T, token string, tls bool) *site {
 // do sends one request without following redirects and returns the answer with its body read.
 func (s *site) do(method, path string, form url.Values, cookies ...*http.Cookie) (*http.Response, string) {
 	s.t.Helper()
+	return s.doWith(method, path, form, nil, cookies...)
+}
+
+// doWith is do with extra request headers.
+func (s *site) doWith(method, path string, form url.Values, header http.Header, cookies ...*http.Cookie) (*http.Response, string) {
+	s.t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -85,6 +97,9 @@ func (s *site) do(method, path string, form url.Values, cookies ...*http.Cookie)
 	}
 	for _, c := range cookies {
 		req.AddCookie(c)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	client := s.srv.Client()
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

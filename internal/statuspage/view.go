@@ -18,6 +18,10 @@ type statusView struct {
 	Error      string
 	Runtimes   []admin.Status
 	Deliveries []webhook.Seen
+	// Rejected are the last requests refused before their signature was checked; RejectedTotal
+	// counts them since start.
+	Rejected      []webhook.Seen
+	RejectedTotal int
 }
 
 // runtimeView carries the page's clock into the runtime template.
@@ -196,6 +200,19 @@ input[type=password]{width:100%;font:inherit;padding:.5rem;border-radius:6px;bor
 </li>
 {{end}}</ol>{{else}}<p class="card muted">No deliveries since hookd started; this list is kept in memory only.</p>{{end}}
 </section>
+{{if .RejectedTotal}}
+<section id="rejected">
+<h2>Rejected requests</h2>
+<p class="muted">{{.RejectedTotal}} since hookd started: refused before a valid signature was seen (wrong secret, too large, intake busy). The last ones:</p>
+<ol>
+{{range .Rejected}}<li class="card delivery">
+<div class="top"><span class="badge bad">{{.Outcome}}</span><span>{{.Code}}</span><span>{{if .Event}}{{.Event}}{{else}}no event{{end}}</span><span>{{template "when" (at $.Now .At)}}</span></div>
+{{if .ID}}<code class="id">{{.ID}}</code>{{end}}
+{{if .Detail}}<p class="reason">{{.Detail}}</p>{{end}}
+</li>
+{{end}}</ol>
+</section>
+{{end}}
 </main>
 </body>
 </html>{{end}}

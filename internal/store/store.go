@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -238,34 +239,52 @@ func (s *Store) LastResult(runtime string) (r hookd.Result, ok bool, err error) 
 	return r, ok, err
 }
 
+// pruneBatch is how many delivery records one prune step reads: a step's transactions last a
+// few milliseconds, so intake, which needs the writer lock too, never waits longer for a prune.
+const pruneBatch = 1000
+
 // PruneDeliveries forgets delivery ids recorded before cutoff and returns how many it removed.
+// It reads the records a batch at a time in short read transactions and deletes each batch's
+// old ones in a short write transaction of their own, never holding the state file for long.
 func (s *Store) PruneDeliveries(cutoff time.Time) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDeliveries)
+	var from []byte
+	for {
 		var old [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var d delivery
-			if err := json.Unmarshal(v, &d); err != nil || d.At.Before(cutoff) {
-				old = append(old, k)
+		var next []byte
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketDeliveries).Cursor()
+			k, v := c.Seek(from)
+			for i := 0; k != nil && i < pruneBatch; i++ {
+				var d delivery
+				if err := json.Unmarshal(v, &d); err != nil || d.At.Before(cutoff) {
+					old = append(old, bytes.Clone(k)) // keys live in the transaction's pages
+				}
+				k, v = c.Next()
 			}
+			next = bytes.Clone(k)
 			return nil
 		})
+		if err == nil && len(old) > 0 {
+			err = s.db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketDeliveries)
+				for _, k := range old {
+					if err := b.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
 		if err != nil {
-			return err
+			return n, fmt.Errorf("prune deliveries: %w", err)
 		}
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
+		n += len(old)
+		if next == nil {
+			return n, nil
 		}
-		n = len(old)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("prune deliveries: %w", err)
+		from = next
 	}
-	return n, nil
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {

@@ -88,3 +88,24 @@ func TestResumeMergesInterruptedIntoPending(t *testing.T) {
 		t.Fatalf("finished work resumed: %v", runtimes)
 	}
 }
+
+// Pruning goes batch by batch: every expired id is gone and every other kept, across batches.
+func TestPruneAcrossBatches(t *testing.T) {
+	s := open(t, t.TempDir())
+	cutoff := time.Now()
+	seedDeliveries(t, s, 2*pruneBatch+500, cutoff)
+	n, err := s.PruneDeliveries(cutoff)
+	if err != nil || n != (2*pruneBatch+500)/10 {
+		t.Fatalf("pruned %d (%v), want %d", n, err, (2*pruneBatch+500)/10)
+	}
+	if again, err := s.PruneDeliveries(cutoff); err != nil || again != 0 {
+		t.Fatalf("a second prune removed %d (%v)", again, err)
+	}
+	// The first seeded id is expired, the second not.
+	if dup, _ := s.Accept("00000000-0000-4000-8000-000000000000", cutoff, nil); dup {
+		t.Fatal("an expired id is still known")
+	}
+	if dup, _ := s.Accept("00000001-0000-4000-8000-000000000001", cutoff, nil); !dup {
+		t.Fatal("a live id was pruned")
+	}
+}

@@ -12,11 +12,14 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
+	"github.com/hookd/hookd/internal/ratelog"
 	"github.com/hookd/hookd/internal/verify"
 )
 
@@ -41,28 +44,66 @@ type Handler struct {
 	metrics      *Metrics
 	recent       *Recent
 	log          *slog.Logger
+	// budget bounds the memory of all bodies not yet verified: each request is charged for
+	// the bytes that arrived (twice: a buffer grows to at most double what it holds), not for
+	// the Content-Length it claims. Past it, intake answers 503.
+	budget      *semaphore.Weighted
+	rejectedLog *ratelog.Logger
+	ignoredLog  *ratelog.Logger
+}
+
+// DefaultBodyBudget is the memory all unverified bodies may hold together. Deliveries are a
+// few KB and arrive in one piece: only a flood of large bodies sent slowly reaches it.
+const DefaultBodyBudget = 64 << 20
+
+// Option adjusts a Handler.
+type Option func(*Handler)
+
+// WithBodyBudget replaces DefaultBodyBudget (raised to hold at least two bodies of maxBody).
+func WithBodyBudget(bytes int64) Option {
+	return func(h *Handler) { h.budget = semaphore.NewWeighted(max(bytes, 4*h.maxBody)) }
 }
 
 // New returns the intake handler; recent (may be nil) keeps the last deliveries for display.
-func New(verifier *verify.GitHub, matcher Matcher, queue Queue, registryHost string, maxBody int64, m *Metrics, recent *Recent, log *slog.Logger) *Handler {
-	return &Handler{verifier: verifier, matcher: matcher, queue: queue, registryHost: registryHost, maxBody: maxBody, metrics: m, recent: recent, log: log}
+func New(verifier *verify.GitHub, matcher Matcher, queue Queue, registryHost string, maxBody int64, m *Metrics, recent *Recent, log *slog.Logger, opts ...Option) *Handler {
+	h := &Handler{verifier: verifier, matcher: matcher, queue: queue, registryHost: registryHost, maxBody: maxBody, metrics: m, recent: recent, log: log,
+		budget:      semaphore.NewWeighted(max(DefaultBodyBudget, 4*maxBody)),
+		rejectedLog: ratelog.New(log, slog.LevelWarn, 10*time.Second),
+		ignoredLog:  ratelog.New(log, slog.LevelInfo, 10*time.Second),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 // Metrics counts deliveries by event and outcome.
 type Metrics struct {
 	deliveries *prometheus.CounterVec
+	inFlight   prometheus.Gauge
+	bodyBytes  prometheus.Gauge
 }
 
 // NewMetrics registers the intake's metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "hookd_webhook_deliveries_total",
-		Help: "Webhook deliveries by event and outcome.",
-	}, []string{"event", "outcome"})}
-	reg.MustRegister(m.deliveries)
+	m := &Metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookd_webhook_deliveries_total",
+			Help: "Webhook deliveries by event and outcome.",
+		}, []string{"event", "outcome"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookd_webhook_in_flight",
+			Help: "Webhook requests being read and verified now.",
+		}),
+		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookd_webhook_body_bytes",
+			Help: "Memory charged to webhook bodies not yet verified (bounded; past it hookd answers 503).",
+		}),
+	}
+	reg.MustRegister(m.deliveries, m.inFlight, m.bodyBytes)
 	// Every series exists from the start, so rates and alerts see the first delivery.
 	for _, e := range []string{"package", "registry_package", "ping", "other", "none"} {
-		for _, o := range []string{OutcomeQueued, OutcomeIgnored, OutcomeDuplicate, OutcomePong, OutcomeBadSig, OutcomeTooLarge, OutcomeMalformed, OutcomeUnsupported, OutcomeError} {
+		for _, o := range []string{OutcomeQueued, OutcomeIgnored, OutcomeDuplicate, OutcomePong, OutcomeBadSig, OutcomeTooLarge, OutcomeMalformed, OutcomeUnsupported, OutcomeError, OutcomeBusy} {
 			m.deliveries.WithLabelValues(e, o)
 		}
 	}
@@ -80,6 +121,7 @@ const (
 	OutcomeMalformed   = "malformed"
 	OutcomeUnsupported = "unsupported_media_type"
 	OutcomeError       = "error"
+	OutcomeBusy        = "busy"
 )
 
 type answer struct {
@@ -94,26 +136,54 @@ type answer struct {
 func (h *Handler) Handle(c echo.Context) error {
 	req := c.Request()
 	event := req.Header.Get("X-GitHub-Event")
+	verified := false
 	reply := func(code int, outcome string, a answer) error {
 		h.metrics.deliveries.WithLabelValues(eventLabel(event), outcome).Inc()
-		h.recent.add(Seen{At: time.Now(), ID: truncate(req.Header.Get("X-GitHub-Delivery"), 64), Event: truncate(event, 40),
-			Code: code, Outcome: outcome, Detail: a.Reason + a.Error, Runtimes: a.Runtimes})
+		seen := Seen{At: time.Now(), ID: truncate(req.Header.Get("X-GitHub-Delivery"), 64), Event: truncate(event, 40),
+			Code: code, Outcome: outcome, Detail: a.Reason + a.Error, Runtimes: a.Runtimes}
+		// Whoever can reach the port can send unsigned requests: they are kept apart, so they
+		// never push real deliveries off the status page, and logged at most every 10 s.
+		if !verified {
+			h.recent.reject(seen)
+			if n, ok := h.rejectedLog.Due(); ok {
+				h.log.Warn("webhook request rejected", "outcome", outcome, "code", code, "event", seen.Event,
+					"delivery", seen.ID, "remote", req.RemoteAddr, "reason", seen.Detail, "suppressed", n)
+			}
+		} else {
+			h.recent.add(seen)
+			if outcome == OutcomeIgnored || outcome == OutcomeMalformed || outcome == OutcomeUnsupported {
+				h.ignoredLog.Log("webhook delivery not acted on", "outcome", outcome, "event", seen.Event, "delivery", seen.ID, "reason", seen.Detail)
+			}
+		}
 		return c.JSON(code, a)
 	}
 
 	if req.ContentLength > h.maxBody {
 		return reply(http.StatusRequestEntityTooLarge, OutcomeTooLarge, answer{Error: "body over the limit"})
 	}
-	body, err := readBody(http.MaxBytesReader(c.Response(), req.Body, h.maxBody), req.ContentLength)
+	h.metrics.inFlight.Inc()
+	in := &charged{r: http.MaxBytesReader(c.Response(), req.Body, h.maxBody), budget: h.budget, gauge: h.metrics.bodyBytes}
+	body, err := readBody(in)
+	if err == nil {
+		err = h.verifier.Verify(body, req.Header.Get("X-Hub-Signature-256"))
+		verified = err == nil
+	}
+	// Past verification the body is a sender's with the secret, no longer charged.
+	in.release()
+	h.metrics.inFlight.Dec()
+	if errors.Is(err, errBusy) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(busyRetrySeconds))
+		return reply(http.StatusServiceUnavailable, OutcomeBusy, answer{Error: "too much unverified data being received at once; try again"})
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		var readErr *readError
+		switch {
+		case errors.As(err, &tooLarge):
 			return reply(http.StatusRequestEntityTooLarge, OutcomeTooLarge, answer{Error: "body over the limit"})
+		case errors.As(err, &readErr):
+			return reply(http.StatusBadRequest, OutcomeMalformed, answer{Error: "could not read body"})
 		}
-		return reply(http.StatusBadRequest, OutcomeMalformed, answer{Error: "could not read body"})
-	}
-
-	if err := h.verifier.Verify(body, req.Header.Get("X-Hub-Signature-256")); err != nil {
 		return reply(http.StatusUnauthorized, OutcomeBadSig, answer{Error: err.Error()})
 	}
 
@@ -170,13 +240,53 @@ func (h *Handler) Handle(c echo.Context) error {
 	return reply(http.StatusAccepted, OutcomeQueued, answer{Status: "queued", Delivery: delivery, Runtimes: runtimes})
 }
 
-// readBody reads the body into one buffer sized by the announced length (bounded by the
-// caller's limit), instead of io.ReadAll's doubling from 512 bytes.
-func readBody(r io.Reader, contentLength int64) ([]byte, error) {
+// busyRetrySeconds is the Retry-After of a 503 for a full intake.
+const busyRetrySeconds = 5
+
+type readError struct{ err error }
+
+func (e *readError) Error() string { return "read body: " + e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+var errBusy = errors.New("body budget spent")
+
+// readBody reads the body into a buffer that grows with what arrives, never with what the
+// Content-Length claims: a request that claims a megabyte and sends nothing holds 512 bytes.
+func readBody(r io.Reader) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(int(max(contentLength, 0)) + bytes.MinRead)
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, errBusy) {
+			return nil, err
+		}
+		return nil, &readError{err}
+	}
+	return buf.Bytes(), nil
+}
+
+// charged reads from r and charges twice every byte read against budget.
+type charged struct {
+	r      io.Reader
+	budget *semaphore.Weighted
+	gauge  prometheus.Gauge
+	n      int64
+}
+
+func (c *charged) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if !c.budget.TryAcquire(2 * int64(n)) {
+			return 0, errBusy
+		}
+		c.n += 2 * int64(n)
+		c.gauge.Add(2 * float64(n))
+	}
+	return n, err
+}
+
+func (c *charged) release() {
+	c.budget.Release(c.n)
+	c.gauge.Sub(float64(c.n))
+	c.n = 0
 }
 
 // decode returns the JSON payload of a JSON or form-encoded (payload=…) body.
