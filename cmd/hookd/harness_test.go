@@ -135,6 +135,12 @@ type runtimeStatus struct {
 		ID       uint64 `json:"id"`
 		Requests int    `json:"requests"`
 	} `json:"pending"`
+	Containers []struct {
+		Name       string   `json:"name"`
+		State      string   `json:"state"`
+		Digest     string   `json:"digest"`
+		Dependents []string `json:"dependents"`
+	} `json:"containers"`
 	LastRollout *struct {
 		JobID     uint64   `json:"job_id"`
 		Result    string   `json:"result"`

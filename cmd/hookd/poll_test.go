@@ -241,6 +241,11 @@ func TestPollAndDeliveryForOnePushMakeOneRollout(t *testing.T) {
 	d1 := s.push(testkit.App{Version: "v1"})
 	s.run(d1)
 	h := startHookd(t, s.config("300ms"), t.TempDir(), nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hookd log:\n%s", h.logs)
+		}
+	})
 	// Cleanups run last-first: a test that fails with the gate shut must open it before hookd
 	// stops (it finishes its pull) and the registry closes (it waits for its handlers).
 	t.Cleanup(g.open)

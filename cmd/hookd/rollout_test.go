@@ -631,6 +631,11 @@ func TestRolloutCarriesANetworkSidecar(t *testing.T) {
 	if got := sideSees(); got != "v2" {
 		t.Fatalf("after the rollout the sidecar sees %q through the shared network, want v2", got)
 	}
+	// The status lists the runtime's container with what it runs and who shares it.
+	if cs := h.status("vpn").Containers; len(cs) != 1 || cs[0].Name != f.id+"-vpn" || cs[0].State != "running" || cs[0].Digest != v2d ||
+		!slices.Equal(cs[0].Dependents, []string{f.id + "-side"}) {
+		t.Fatalf("status containers %+v, want %s-vpn running %s shared by %s-side", cs, f.id, v2d, f.id)
+	}
 
 	bad := f.push(testkit.App{Version: "bad", Mode: "exit"})
 	if code, _ := h.deliver(f.delivery(bad), "sc2"); code != 202 {

@@ -73,9 +73,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	throttle := admin.NewThrottle(d.metrics, log)
 	if cfg.AdminToken != "" {
-		h.admin = admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log, admin.WithThrottle(throttle))
+		h.admin = admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log, admin.WithThrottle(throttle), admin.WithEngine(d.engine))
 	}
-	h.page = statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log, statuspage.WithThrottle(throttle), statuspage.WithHTTPS(cfg.Admin.HTTPS))
+	h.page = statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log, statuspage.WithThrottle(throttle), statuspage.WithHTTPS(cfg.Admin.HTTPS), statuspage.WithEngine(d.engine))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	routes(e, h)

@@ -88,7 +88,8 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("runtimes shown: %q", seen.Runtimes)
 	}
 	card := seen.Runtimes[0]
-	for _, want := range []string{"storefront", "rolled out", v2d[:len("sha256:")+12], "up to date", f.repo + ":latest"} {
+	// The card lists the container too, with its state (and fits the narrow viewport with it).
+	for _, want := range []string{"storefront", "rolled out", v2d[:len("sha256:")+12], "up to date", f.repo + ":latest", f.id + "-a · running"} {
 		if !strings.Contains(card, want) {
 			t.Errorf("runtime card lacks %q:\n%s", want, card)
 		}

@@ -30,10 +30,14 @@ type Handler struct {
 	store    *store.Store
 	log      *slog.Logger
 	throttle *Throttle // nil: not throttled
+	engine   Engine    // nil: statuses list no containers
 }
 
 // Option adjusts a Handler.
 type Option func(*Handler)
+
+// WithEngine makes statuses list each runtime's containers.
+func WithEngine(eng Engine) Option { return func(h *Handler) { h.engine = eng } }
 
 // WithThrottle bounds wrong tokens with t (shared with the status page's login).
 func WithThrottle(t *Throttle) Option { return func(h *Handler) { h.throttle = t } }
@@ -165,15 +169,28 @@ type Status struct {
 	Record        store.Record  `json:"record"`
 	Pending       *hookd.Job    `json:"pending,omitempty"`
 	LastRollout   *hookd.Result `json:"last_rollout,omitempty"`
+	// Containers are the runtime's containers as the engine shows them now; ContainersError
+	// says why they are missing.
+	Containers      []Container `json:"containers,omitempty"`
+	ContainersError string      `json:"containers_error,omitempty"`
 }
 
 func (h *Handler) status(c echo.Context) error {
-	out, err := Statuses(c.Request().Context(), h.catalog, h.store)
+	out, err := StatusesWithContainers(c.Request().Context(), h.catalog, h.store, h.engine)
 	if err != nil {
 		h.log.Error("admin status", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"runtimes": out})
+}
+
+// StatusesWithContainers is Statuses with each runtime's containers read from eng (nil: none).
+func StatusesWithContainers(ctx context.Context, cat *catalog.Catalog, st *store.Store, eng Engine) ([]Status, error) {
+	out, err := Statuses(ctx, cat, st)
+	if err == nil {
+		fillContainers(ctx, cat, eng, out)
+	}
+	return out, err
 }
 
 // Statuses reads every runtime's status.

@@ -139,6 +139,24 @@ func (e *Engine) HasImage(ctx context.Context, repo, digest string) (string, boo
 	return "", false, nil
 }
 
+// Digest returns the registry digest under which the engine holds image imageID for repo
+// ("host/path"), or "" when it holds none there (an image built or loaded locally).
+func (e *Engine) Digest(ctx context.Context, imageID, repo string) (string, error) {
+	img, err := e.cli.ImageInspect(ctx, imageID)
+	if cerrdefs.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", imageID, err)
+	}
+	for _, rd := range img.RepoDigests {
+		if r, d, ok := strings.Cut(canonical(rd), "@"); ok && r == repo {
+			return d, nil
+		}
+	}
+	return "", nil
+}
+
 // canonical spells a repo@digest reference in full, so the engine's "nginx@d" and hookd's
 // "index.docker.io/library/nginx@d" compare equal.
 func canonical(ref string) string {

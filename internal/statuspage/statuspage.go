@@ -50,6 +50,7 @@ type Page struct {
 	catalog     *catalog.Catalog
 	store       *store.Store
 	recent      *webhook.Recent
+	engine      admin.Engine // nil: no container lists
 	log         *slog.Logger
 }
 
@@ -58,6 +59,9 @@ type Option func(*Page)
 
 // WithThrottle bounds wrong tokens at the login with t (shared with the admin API).
 func WithThrottle(t *admin.Throttle) Option { return func(p *Page) { p.throttle = t } }
+
+// WithEngine makes the page list each runtime's containers.
+func WithEngine(eng admin.Engine) Option { return func(p *Page) { p.engine = eng } }
 
 // WithHTTPS marks session cookies Secure on every answer, not only when the request came over
 // TLS or says so in X-Forwarded-Proto.
@@ -85,7 +89,7 @@ func (p *Page) Show(c echo.Context) error {
 	now := time.Now()
 	v := statusView{Now: now, Refresh: refreshSeconds, LoggedIn: p.locked}
 	code := http.StatusOK
-	runtimes, err := admin.Statuses(c.Request().Context(), p.catalog, p.store)
+	runtimes, err := admin.StatusesWithContainers(c.Request().Context(), p.catalog, p.store, p.engine)
 	if err != nil {
 		p.log.Error("status page: read runtimes", "err", err)
 		v.Error = "Runtimes could not be read: " + err.Error()
