@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -138,7 +141,76 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 			return fail(err)
 		}
 	}
+	if err := e.copyFiles(ctx, old.ID, created.ID, old.Config.Labels[LabelCopy]); err != nil {
+		if rmErr := e.removeHalfMade(ctx, created.ID); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", rmErr))
+		}
+		return fail(err)
+	}
 	return created.ID, nil
+}
+
+// reroot copies the tar archive from r to w with dir prefixed to every name.
+func reroot(r io.Reader, w io.Writer, dir string) error {
+	tr, tw := tar.NewReader(r), tar.NewWriter(w)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return tw.Close()
+		}
+		if err != nil {
+			return err
+		}
+		h.Name = path.Join(dir, h.Name)
+		if h.Typeflag == tar.TypeLink {
+			h.Linkname = path.Join(dir, h.Linkname)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// ErrLabel marks a failure that a container's hookd label caused (hookd.keep, hookd.copy): the
+// user's to fix, never the new image's fault.
+var ErrLabel = errors.New("label")
+
+// LabelCopy names, comma-separated, files or directories that were put into the container
+// after it was created — compose v2 copies inline `configs:` and `secrets:` (content or
+// environment) in that way, and inspect cannot show them — to copy from the old container into
+// its replacement before that starts.
+const LabelCopy = "hookd.copy"
+
+// copyFiles copies the paths listed in list from one container into the other, with their
+// owners and modes.
+func (e *Engine) copyFiles(ctx context.Context, fromID, toID, list string) error {
+	for _, p := range strings.Split(list, ",") {
+		p = path.Clean(strings.TrimSpace(p))
+		if p == "." {
+			continue
+		}
+		if !path.IsAbs(p) || p == "/" {
+			return fmt.Errorf("%w %s: %q is not an absolute path below /", ErrLabel, LabelCopy, p)
+		}
+		rc, _, err := e.cli.CopyFromContainer(ctx, fromID, p)
+		if err != nil {
+			return fmt.Errorf("%w %s: copy %s out of the old container: %w", ErrLabel, LabelCopy, p, err)
+		}
+		// The archive names the path by its last element; extracted at / under its full path,
+		// the directories above it need not exist in the new image.
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(reroot(rc, pw, strings.TrimPrefix(path.Dir(p), "/"))) }()
+		err = e.cli.CopyToContainer(ctx, toID, "/", pr, container.CopyToContainerOptions{CopyUIDGID: true})
+		pr.CloseWithError(err)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("%w %s: copy %s into the replacement: %w", ErrLabel, LabelCopy, p, err)
+		}
+	}
+	return nil
 }
 
 // removeHalfMade removes a replacement that could not be completed, even when
@@ -564,7 +636,7 @@ func keepAsIs(cfg *container.Config, oc *container.Config) error {
 			cfg.Healthcheck = oc.Healthcheck
 		case "":
 		default:
-			return fmt.Errorf("label %s: unknown setting %q (command, env, user, working_dir, stop_signal, healthcheck)", LabelKeep, strings.TrimSpace(field))
+			return fmt.Errorf("%w %s: unknown setting %q (command, env, user, working_dir, stop_signal, healthcheck)", ErrLabel, LabelKeep, strings.TrimSpace(field))
 		}
 	}
 	return nil

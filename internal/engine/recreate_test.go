@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"archive/tar"
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -371,5 +373,55 @@ func TestCreateReplacementEntrypointOverride(t *testing.T) {
 		if !slices.Equal(repl.Config.Entrypoint, tc.wantEnt) || !slices.Equal(repl.Config.Cmd, tc.wantCmd) {
 			t.Errorf("%s: got %q %q, want %q %q", tc.name, repl.Config.Entrypoint, repl.Config.Cmd, tc.wantEnt, tc.wantCmd)
 		}
+	}
+}
+
+// Compose v2 copies inline configs and secrets into a container after creating it; inspect
+// does not show them. Listed in hookd.copy, they are copied into the replacement, owner and
+// mode kept.
+func TestCreateReplacementCopiesListedFiles(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.image("app", "v1", testkit.App{Version: "v1"})
+	v2 := e.image("app", "v2", testkit.App{Version: "v2"})
+	name := e.name("copy")
+	oldID := e.create(name, &container.Config{Image: v1, Labels: map[string]string{LabelCopy: "/run/secrets/db, /app.conf"}}, nil, nil)
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	for _, f := range []struct {
+		name, body string
+		mode       int64
+	}{{"run/secrets/db", "s3cret", 0o400}, {"app.conf", "mode=fast", 0o644}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Uid: 1000, Gid: 1000, Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	if err := e.cli.CopyToContainer(e.ctx(), oldID, "/", &tarball, container.CopyToContainerOptions{CopyUIDGID: true}); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := e.eng.CreateReplacement(e.ctx(), oldID, v2, name+"-next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(newID)
+	if got := e.mustExec(newID, "/app", "read", "/run/secrets/db"); got != "s3cret" {
+		t.Errorf("secret in the replacement: %q", got)
+	}
+	if got := e.mustExec(newID, "/app", "read", "/app.conf"); got != "mode=fast" {
+		t.Errorf("config in the replacement: %q", got)
+	}
+	st, err := e.cli.ContainerStatPath(e.ctx(), newID, "/run/secrets/db")
+	if err != nil || st.Mode.Perm() != 0o400 {
+		t.Errorf("secret's mode %v, %v; want 0400", st.Mode, err)
+	}
+
+	// A path the old container lacks fails the create and leaves nothing behind.
+	bad := e.create(e.name("nocopy"), &container.Config{Image: v1, Labels: map[string]string{LabelCopy: "/missing"}}, nil, nil)
+	if _, err := e.eng.CreateReplacement(e.ctx(), bad, v2, e.name("nocopy")+"-next"); err == nil || !strings.Contains(err.Error(), "/missing") {
+		t.Fatalf("missing path: %v", err)
+	}
+	if _, err := e.cli.ContainerInspect(e.ctx(), e.name("nocopy")+"-next"); err == nil {
+		t.Error("a half-made replacement was left")
 	}
 }

@@ -37,9 +37,10 @@ type digestFault struct{ error }
 func (f digestFault) Unwrap() error { return f.error }
 
 // imageFault wraps a create or start error as the image's fault, unless it is the engine's or
-// the host's: a deadline, a name or port conflict, a missing network or volume, a daemon away.
+// the host's (a deadline, a name or port conflict, a missing network or volume, a daemon away)
+// or a hookd label's.
 func imageFault(ctx context.Context, err error) error {
-	if ctx.Err() != nil || engine.IsEngineFault(err) {
+	if ctx.Err() != nil || engine.IsEngineFault(err) || errors.Is(err, engine.ErrLabel) {
 		return err
 	}
 	return digestFault{err}

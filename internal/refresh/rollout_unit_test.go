@@ -881,3 +881,22 @@ func TestComposeDependsOnOrdersTheSwitch(t *testing.T) {
 		t.Errorf("a cycle: %q, want the order kept %q", cycle, want)
 	}
 }
+
+// A replacement that cannot be made because of the container's own hookd label (a hookd.copy
+// path it lacks) is the user's to fix: rolled back, the digest not blamed.
+func TestLabelFailureAtCreateIsNotTheImagesFault(t *testing.T) {
+	s := newSite(t, 0)
+	s.container("app-1", "app")
+	s.eng.OnCreate = func(_, _, _ string) error {
+		return fmt.Errorf("%w hookd.copy: copy /run/secrets/db out of the old container: no such file", engine.ErrLabel)
+	}
+	s.run()
+	res := s.refresh("app")
+	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "hookd.copy") {
+		t.Fatalf("result %+v", res)
+	}
+	s.running(oldImg, "app-1")
+	if r := s.record("app"); r.FailedDigest != "" {
+		t.Errorf("failed digest %q", r.FailedDigest)
+	}
+}
