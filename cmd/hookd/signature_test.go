@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -153,5 +154,38 @@ func TestOnlySignedImagesRollOut(t *testing.T) {
 	}
 	if n := h.metric("hookd_verify_total", "runtime=web", "result=verified"); n != 2 {
 		t.Errorf("hookd_verify_total verified = %v, want 2", n)
+	}
+}
+
+func TestCheckConfigValidatesVerify(t *testing.T) {
+	key := testkit.NewKeySigner(t).PublicKeyFile(t)
+	notKey := writeFile(t, "cosign.pub", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+	cfg := func(keys, pattern, root string) string {
+		return fmt.Sprintf(`
+runtimes:
+  - name: web
+    image: ghcr.io/org/web:latest
+    verify:
+      keys: [%s]
+      identities: [{issuer: https://token.actions.githubusercontent.com, subject_regexp: '%s'}]
+      trusted_root: %s
+`, keys, pattern, root)
+	}
+	vars := env(map[string]string{"HOOKD_WEBHOOK_SECRET": "s"})
+	var stdout, stderr bytes.Buffer
+	bad := writeFile(t, "bad.yaml", cfg(notKey, "([a-z]", "/nonexistent/trusted_root.json"))
+	if err := run(context.Background(), []string{"check-config", "--config", bad}, vars, &stdout, &stderr); err == nil {
+		t.Fatalf("check-config accepted a bad verify policy:\n%s", stdout.String())
+	}
+	for _, want := range []string{"not a PEM public key", "identities[0]", "trusted_root /nonexistent/trusted_root.json"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	good := writeFile(t, "good.yaml", cfg(key, "^https://github\\.com/org/web/", testkit.NewCA(t).TrustedRootFile(t)))
+	stdout.Reset()
+	stderr.Reset()
+	if err := run(context.Background(), []string{"check-config", "--config", good}, vars, &stdout, &stderr); err != nil {
+		t.Fatalf("check-config refused a good verify policy: %v\n%s", err, stderr.String())
 	}
 }
