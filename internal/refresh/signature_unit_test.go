@@ -88,3 +88,17 @@ func TestSignatureRegistryErrorIsFailedNotRefused(t *testing.T) {
 		t.Errorf("failed digest %q: a registry error must leave the digest eligible", r.FailedDigest)
 	}
 }
+
+func TestPollJobPassesTheSameGate(t *testing.T) {
+	s, pulls := gated(t, sigRegistry{})
+	if _, err := s.svc.Submit(context.Background(), hookd.Job{Runtime: "app", Trigger: hookd.TriggerPoll, Requests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res := s.waitResult("app", func(hookd.Result) bool { return true })
+	if res.Trigger != hookd.TriggerPoll || res.Outcome != hookd.OutcomeRefused {
+		t.Fatalf("poll job: %+v, want refused", res)
+	}
+	if pulls.Load() != 0 || len(s.eng.Ops()) != 0 {
+		t.Errorf("pulls %d, ops %v after a refused poll job", pulls.Load(), s.eng.Ops())
+	}
+}

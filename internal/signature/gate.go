@@ -89,6 +89,9 @@ func (g *Gate) Check(ctx context.Context, runtime, repo, digest string) error {
 		return nil
 	}
 	err := g.v.Verify(ctx, p, repo, digest)
+	if errors.Is(err, context.Canceled) {
+		return err // hookd is stopping: the job runs again at the next start, nothing was decided
+	}
 	result := ResultVerified
 	switch {
 	case errors.As(err, new(*Refusal)):
