@@ -87,6 +87,11 @@ func (f findings) String() string {
 	if len(f) == 0 {
 		return "no signature (no sha256-<hex>.sig tag, no Sigstore bundle among the referrers)"
 	}
+	// A registry can hold many signatures; the reason stays readable.
+	const shown = 5
+	if len(f) > shown {
+		return strings.Join(f[:shown], "; ") + fmt.Sprintf("; and %d more", len(f)-shown)
+	}
 	return strings.Join(f, "; ")
 }
 
