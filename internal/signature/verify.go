@@ -113,7 +113,7 @@ func (v *Verifier) check(ctx context.Context, p *Policy, repo, digest string) (f
 		if why == "" {
 			return nil, nil
 		}
-		found = append(found, ".sig layer "+fmt.Sprint(i)+": "+why)
+		found = append(found, fmt.Sprintf(".sig layer %d: %s", i, why))
 	}
 	bundles, err := v.reg.ReferrerArtifacts(ctx, repo, digest, BundleMediaType)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
