@@ -32,6 +32,8 @@ fuzz:
 	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./internal/webhook/ -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./internal/verify/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./internal/signature/ -run '^$$' -fuzz '^FuzzSignatureLayer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./internal/signature/ -run '^$$' -fuzz '^FuzzBundle$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -21,6 +21,27 @@ type Runtime struct {
 	HealthTimeout time.Duration
 	Parallel      int  // containers switched at once
 	Cleanup       bool // remove the old image when nothing uses it
+	// Verify, when set, is what a digest must be signed with before it is pulled.
+	Verify *VerifyPolicy
+}
+
+// VerifyPolicy names what a digest's signature must match: any one key or identity verifies.
+type VerifyPolicy struct {
+	Keys        []string   // PEM public key files
+	Identities  []Identity // keyless (Fulcio) signers
+	TrustedRoot string     // Sigstore trusted_root.json naming the CAs keyless certificates chain to
+	// Wait is how long a missing signature is looked for again: CI signs after it pushes, and
+	// the webhook arrives first.
+	Wait time.Duration
+}
+
+// Identity is a keyless signer: the OIDC issuer and the certificate's subject, each exact or
+// a pattern.
+type Identity struct {
+	Issuer        string `yaml:"issuer"`
+	IssuerRegexp  string `yaml:"issuer_regexp"`
+	Subject       string `yaml:"subject"`
+	SubjectRegexp string `yaml:"subject_regexp"`
 }
 
 // Gate defaults for a runtime that does not set them.
@@ -99,11 +120,12 @@ const (
 	OutcomeRolledBack Outcome = "rolled_back" // the new digest failed; every container is back on the old one
 	OutcomeSkipped    Outcome = "skipped"     // the digest failed before and is not retried automatically
 	OutcomeFailed     Outcome = "failed"      // could not resolve, pull or finish; nothing is left changed
+	OutcomeRefused    Outcome = "refused"     // the digest is not signed as the runtime's policy asks; nothing pulled
 )
 
 // Outcomes lists every outcome, for zero metric series and config validation.
 func Outcomes() []Outcome {
-	return []Outcome{OutcomePulled, OutcomeUpToDate, OutcomeRolledOut, OutcomeRolledBack, OutcomeSkipped, OutcomeFailed}
+	return []Outcome{OutcomePulled, OutcomeUpToDate, OutcomeRolledOut, OutcomeRolledBack, OutcomeSkipped, OutcomeFailed, OutcomeRefused}
 }
 
 // Words is the outcome as a person reads it ("rolled out").

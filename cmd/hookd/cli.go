@@ -229,7 +229,7 @@ func printResult(w io.Writer, res hookd.Result) error {
 	if err := enc.Encode(res); err != nil {
 		return err
 	}
-	if res.Outcome == "failed" || res.Outcome == "rolled_back" {
+	if res.Outcome == "failed" || res.Outcome == "rolled_back" || res.Outcome == hookd.OutcomeRefused {
 		return errReported
 	}
 	return nil

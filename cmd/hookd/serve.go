@@ -25,6 +25,7 @@ import (
 	"github.com/hookd/hookd/internal/notify"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/registry"
+	"github.com/hookd/hookd/internal/signature"
 	"github.com/hookd/hookd/internal/statuspage"
 	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/verify"
@@ -164,7 +165,13 @@ func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*da
 	cat := catalog.New(cfg.Runtimes, eng, discoveryMaxAge)
 	metrics.MustRegister(admin.NewBehindCollector(cat, st))
 	notifier := notify.New(cfg.Notify, notify.NewMetrics(metrics), log, notify.WithVersion(version))
-	svc := refresh.New(st, cat, reg, eng, cfg.Rollouts.Parallel, refresh.NewMetrics(metrics), log, notifier)
+	gate, err := signature.NewGate(signature.NewVerifier(reg), cfg.Runtimes, cfg.DefaultVerify(), signature.NewMetrics(metrics))
+	if err != nil { // config.Load checked the same policies: a key or root file changed since
+		eng.Close()
+		st.Close()
+		return nil, err
+	}
+	svc := refresh.New(st, cat, reg, eng, cfg.Rollouts.Parallel, refresh.NewMetrics(metrics), log, notifier).WithGate(gate)
 	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics, notifier: notifier}, nil
 }
 

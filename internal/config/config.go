@@ -31,6 +31,7 @@ type Config struct {
 	Rollouts     Rollouts      `yaml:"rollouts"`
 	RuntimeSpecs []RuntimeSpec `yaml:"runtimes"`
 	Notify       []Notify      `yaml:"notify"`
+	Verify       *VerifySpec   `yaml:"verify"` // signature policy of every runtime without its own
 
 	// Runtimes are the configured runtimes with their defaults applied, in file order.
 	Runtimes []hookd.Runtime `yaml:"-"`
@@ -96,13 +97,14 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // RuntimeSpec is a runtime as written in the file; Load turns each into a hookd.Runtime.
 type RuntimeSpec struct {
-	Name          string    `yaml:"name"`
-	Image         string    `yaml:"image"`
-	Recreate      *bool     `yaml:"recreate"`
-	MinUptime     *Duration `yaml:"min_uptime"`     // nil: DefaultMinUptime; 0 is allowed (no wait)
-	HealthTimeout *Duration `yaml:"health_timeout"` // nil: DefaultHealthTimeout
-	Parallel      int       `yaml:"parallel"`
-	Cleanup       bool      `yaml:"cleanup"`
+	Name          string      `yaml:"name"`
+	Image         string      `yaml:"image"`
+	Recreate      *bool       `yaml:"recreate"`
+	MinUptime     *Duration   `yaml:"min_uptime"`     // nil: DefaultMinUptime; 0 is allowed (no wait)
+	HealthTimeout *Duration   `yaml:"health_timeout"` // nil: DefaultHealthTimeout
+	Parallel      int         `yaml:"parallel"`
+	Cleanup       bool        `yaml:"cleanup"`
+	Verify        *VerifySpec `yaml:"verify"`
 }
 
 // Notify is an endpoint told of rollout results.
@@ -127,7 +129,7 @@ const (
 
 // DefaultNotifyResults are the results an endpoint hears of unless it says otherwise.
 func DefaultNotifyResults() []hookd.Outcome {
-	return []hookd.Outcome{hookd.OutcomeRolledOut, hookd.OutcomeRolledBack, hookd.OutcomeFailed}
+	return []hookd.Outcome{hookd.OutcomeRolledOut, hookd.OutcomeRolledBack, hookd.OutcomeFailed, hookd.OutcomeRefused}
 }
 
 // runtime applies the defaults to what the file says.
@@ -178,6 +180,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	c.applyDefaults()
 	problems = append(problems, c.loadSecrets(getenv)...)
 	problems = append(problems, c.validate()...)
+	problems = append(problems, c.validateVerify()...)
 	problems = append(problems, c.loadNotify()...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -264,6 +267,7 @@ func (c *Config) applyDefaults() {
 	c.Runtimes = make([]hookd.Runtime, len(c.RuntimeSpecs))
 	for i, r := range c.RuntimeSpecs {
 		c.Runtimes[i] = r.runtime()
+		c.Runtimes[i].Verify = c.verifyFor(r)
 	}
 }
 

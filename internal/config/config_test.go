@@ -69,7 +69,7 @@ notify:
 		t.Errorf("ops-slack = %+v", slack)
 	}
 	if audit.Format != config.NotifyJSON || string(audit.Secret) != "notify-hmac" ||
-		!slices.Equal(audit.Results, []hookd.Outcome{"rolled_out", "rolled_back", "failed"}) {
+		!slices.Equal(audit.Results, []hookd.Outcome{"rolled_out", "rolled_back", "failed", "refused"}) {
 		t.Errorf("audit = %+v", audit)
 	}
 	if !slices.Equal(failures.Results, []hookd.Outcome{"failed", "pulled"}) {

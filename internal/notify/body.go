@@ -69,7 +69,7 @@ func summary(res hookd.Result) string {
 	var b strings.Builder
 	emoji := map[hookd.Outcome]string{
 		hookd.OutcomeRolledOut: "✅", hookd.OutcomeRolledBack: "↩️", hookd.OutcomeFailed: "❌",
-		hookd.OutcomePulled: "⬇️", hookd.OutcomeUpToDate: "🆗", hookd.OutcomeSkipped: "⏭️",
+		hookd.OutcomePulled: "⬇️", hookd.OutcomeUpToDate: "🆗", hookd.OutcomeSkipped: "⏭️", hookd.OutcomeRefused: "⛔",
 	}[res.Outcome]
 	if emoji == "" {
 		emoji = "❔"

@@ -57,3 +57,10 @@ type Catalog interface {
 	All(ctx context.Context) ([]hookd.Runtime, error)
 	Members(ctx context.Context, rt hookd.Runtime) ([]engine.Container, error)
 }
+
+// Gate decides, before anything is pulled, whether a digest may run: nil when it may, a
+// *signature.Refusal when it is not signed as the runtime asks, any other error when that could
+// not be told.
+type Gate interface {
+	Check(ctx context.Context, runtime, repo, digest string) error
+}

@@ -156,11 +156,7 @@ func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *ho
 	res.Failed = append(res.Failed, hookd.Failure{Ref: j.r.Ref, Reason: cause.Error()})
 	// Remembered before the revert, so a crash during it does not retry the digest at start.
 	if errors.As(cause, new(digestFault)) {
-		if _, err := s.store.UpdateRecord(j.r.Runtime, func(r *store.Record) {
-			r.FailedDigest, r.FailedAt, r.FailedReason = res.Digest, time.Now(), cause.Error()
-		}); err != nil {
-			s.log.Error("remember failed digest", "runtime", j.r.Runtime, "err", err)
-		}
+		s.rememberFailed(j.r.Runtime, res.Digest, cause.Error())
 	}
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
@@ -173,6 +169,16 @@ func (s *Service) rollBack(ctx context.Context, j *journal, cause error, res *ho
 func finished(res *hookd.Result, outcome hookd.Outcome, reason string) hookd.Result {
 	res.Outcome, res.Reason, res.Finished = outcome, reason, time.Now()
 	return *res
+}
+
+// rememberFailed keeps digest from being tried again on its own: a newer push or a manual
+// refresh tries again.
+func (s *Service) rememberFailed(runtime, digest, reason string) {
+	if _, err := s.store.UpdateRecord(runtime, func(r *store.Record) {
+		r.FailedDigest, r.FailedAt, r.FailedReason = digest, time.Now(), reason
+	}); err != nil {
+		s.log.Error("remember failed digest", "runtime", runtime, "err", err)
+	}
 }
 
 func (s *Service) markRunning(runtime, digest string) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/engine"
+	"github.com/hookd/hookd/internal/signature"
 	"github.com/hookd/hookd/internal/store"
 )
 
@@ -27,7 +28,9 @@ var (
 // container changes have begun is finished whatever happens, so those steps are bounded instead.
 const (
 	resolveTimeout = 30 * time.Second
-	pullTimeout    = 10 * time.Minute
+	// verifyTimeout covers the longest wait for a signature a policy may ask, and the reads after.
+	verifyTimeout = 6 * time.Minute
+	pullTimeout   = 10 * time.Minute
 	// settleBackoff is the first wait before another try to settle a rollout that could not be
 	// finished or undone (the engine away, a port taken); it doubles up to settleBackoffMax.
 	settleBackoff    = time.Second
@@ -45,6 +48,7 @@ type Service struct {
 	catalog   Catalog
 	registry  Registry
 	engine    Engine
+	sigGate   Gate // nil: no digest is checked
 	metrics   *Metrics
 	log       *slog.Logger
 	notifiers []Notifier
@@ -77,6 +81,13 @@ func New(st *store.Store, cat Catalog, reg Registry, eng Engine, parallel int, m
 		stopping: make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+}
+
+// WithGate makes every rollout, whatever queued it, pass g before anything is pulled. Call it
+// before Run.
+func (s *Service) WithGate(g Gate) *Service {
+	s.sigGate = g
+	return s
 }
 
 // Accept durably records a verified delivery of image and queues one job per runtime. It is
@@ -356,6 +367,21 @@ func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result,
 	}
 
 	repo := rt.Repository()
+	if s.sigGate != nil {
+		vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+		err := s.sigGate.Check(vctx, rt.Name, repo, digest)
+		cancel()
+		if refusal := new(signature.Refusal); errors.As(err, &refusal) {
+			s.rememberFailed(rt.Name, digest, refusal.Error())
+			return finished(&res, hookd.OutcomeRefused, refusal.Error()), true
+		} else if err != nil {
+			if ctx.Err() != nil {
+				return res, false
+			}
+			res.Failed = append(res.Failed, hookd.Failure{Ref: repo + "@" + digest, Reason: err.Error()})
+			return finished(&res, hookd.OutcomeFailed, "verify signature: "+err.Error()), true
+		}
+	}
 	ref := repo + "@" + digest
 	img, err := s.pull(ctx, rt.Name, rt.Image, repo, digest)
 	if err != nil {

@@ -297,3 +297,24 @@ func TestStatusPageEscapesHostileInput(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusPageShowsRefusal(t *testing.T) {
+	s := newSite(t, "", false)
+	s.push("unsigned")
+	job, ok, err := s.store.Take("storefront")
+	if err != nil || !ok {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	reason := "signature: want key /etc/hookd/cosign.pub; found no signature"
+	res := hookd.Result{JobID: job.ID, Runtime: "storefront", Trigger: job.Trigger, Outcome: hookd.OutcomeRefused, Image: image,
+		Digest: digest, Reason: reason, Started: time.Now(), Finished: time.Now()}
+	if err := s.store.Finish(res); err != nil {
+		t.Fatal(err)
+	}
+	_, body := s.do(http.MethodGet, "/", nil)
+	for _, want := range []string{`<span class="badge bad">refused: signature</span>`, reason} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}

@@ -85,8 +85,11 @@ func short(digest string) string {
 // outcomeText and outcomeClass serve job outcomes and delivery outcomes alike.
 func outcomeText(v any) string {
 	o := fmt.Sprint(v)
-	if hookd.Outcome(o) == hookd.OutcomeSkipped {
+	switch hookd.Outcome(o) {
+	case hookd.OutcomeSkipped:
 		return "skipped: failed before"
+	case hookd.OutcomeRefused:
+		return "refused: signature"
 	}
 	return hookd.Outcome(o).Words()
 }
