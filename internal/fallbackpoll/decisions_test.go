@@ -190,14 +190,5 @@ func TestPassWithEngineDown(t *testing.T) {
 // gaugeValue reads a gathered gauge without labels (0 when absent).
 func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) == 1 {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	return 0
+	return testkit.Sample(t, reg, name)
 }

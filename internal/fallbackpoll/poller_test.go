@@ -79,24 +79,7 @@ func (w *world) checks(result string) float64 {
 
 func (w *world) sample(name, label, value string) float64 {
 	w.tb.Helper()
-	families, err := w.metrics.Gather()
-	if err != nil {
-		w.tb.Fatal(err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return testkit.Sample(w.tb, w.metrics, name, label+"="+value)
 }
 
 // pull has the engine pull ref, as a rollout would have.
@@ -245,16 +228,7 @@ func TestPassRequestsPerRuntime(t *testing.T) {
 
 func (w *world) gauge(name string) float64 {
 	w.tb.Helper()
-	families, err := w.metrics.Gather()
-	if err != nil {
-		w.tb.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name && len(f.GetMetric()) == 1 {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	return 0
+	return testkit.Sample(w.tb, w.metrics, name)
 }
 
 // limitedHost records when requests reach a registry and in which pass, and answers 429 with

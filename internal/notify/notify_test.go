@@ -21,6 +21,7 @@ import (
 	"github.com/hookd/hookd"
 	"github.com/hookd/hookd/internal/config"
 	"github.com/hookd/hookd/internal/notify"
+	"github.com/hookd/hookd/internal/testkit"
 	"github.com/hookd/hookd/internal/verify"
 )
 
@@ -136,26 +137,7 @@ func (h *harness) run(t *testing.T) (stop func()) {
 
 func (h *harness) count(t *testing.T, endpoint, result string) float64 {
 	t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "hookd_notifications_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["endpoint"] == endpoint && labels["result"] == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no hookd_notifications_total{endpoint=%q,result=%q}", endpoint, result)
-	return 0
+	return testkit.Sample(t, h.reg, "hookd_notifications_total", "endpoint="+endpoint, "result="+result)
 }
 
 // waitCount polls the counter until it reaches want.

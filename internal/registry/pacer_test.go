@@ -228,21 +228,5 @@ func TestPacerReadsRetryHintInBody(t *testing.T) {
 // requestsOf returns hookd_registry_requests_total{class}.
 func requestsOf(t *testing.T, reg *prometheus.Registry, class string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "hookd_registry_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "class" && l.GetValue() == class {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return testkit.Sample(t, reg, "hookd_registry_requests_total", "class="+class)
 }

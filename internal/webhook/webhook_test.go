@@ -17,6 +17,7 @@ import (
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/store"
+	"github.com/hookd/hookd/internal/testkit"
 	"github.com/hookd/hookd/internal/verify"
 	"github.com/hookd/hookd/internal/webhook"
 	"github.com/hookd/hookd/internal/webhook/webhooktest"
@@ -173,24 +174,7 @@ func TestIntakeRejectsAndIgnoresWithoutQueueing(t *testing.T) {
 // count sums hookd_webhook_deliveries_total over events for one outcome.
 func count(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != "hookd_webhook_deliveries_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == outcome {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return testkit.Sample(t, reg, "hookd_webhook_deliveries_total", "outcome="+outcome)
 }
 
 func TestIntakeQueuesMappedPushes(t *testing.T) {
