@@ -67,7 +67,7 @@ func (e *Engine) list(ctx context.Context, labelFilter string) ([]Container, err
 	if labelFilter != "" {
 		opts.Filters = filters.NewArgs(filters.Arg("label", labelFilter))
 	}
-	found, err := e.cli.ContainerList(ctx, opts)
+	found, err := e.api(ctx).ContainerList(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("list containers %s: %w", labelFilter, err)
 	}
@@ -88,7 +88,7 @@ func (e *Engine) list(ctx context.Context, labelFilter string) ([]Container, err
 
 // Inspect describes one container, by ID or name.
 func (e *Engine) Inspect(ctx context.Context, id string) (Container, error) {
-	c, err := e.cli.ContainerInspect(ctx, id)
+	c, err := e.api(ctx).ContainerInspect(ctx, id)
 	if err != nil {
 		return Container{}, fmt.Errorf("inspect container %s: %w", id, err)
 	}
@@ -123,7 +123,7 @@ func summarise(c container.InspectResponse) Container {
 // engine's default of 10 s when it has none). Stopping a stopped container
 // does nothing.
 func (e *Engine) Stop(ctx context.Context, id string) error {
-	if err := e.cli.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+	if err := e.api(ctx).ContainerStop(ctx, id, container.StopOptions{}); err != nil {
 		return fmt.Errorf("stop container %s: %w", id, err)
 	}
 	return nil
@@ -132,7 +132,7 @@ func (e *Engine) Stop(ctx context.Context, id string) error {
 // Restart stops (with its own signal and timeout) and starts the container: one that shares
 // another's namespace joins it afresh after that one was restarted.
 func (e *Engine) Restart(ctx context.Context, id string) error {
-	if err := e.cli.ContainerRestart(ctx, id, container.StopOptions{}); err != nil {
+	if err := e.api(ctx).ContainerRestart(ctx, id, container.StopOptions{}); err != nil {
 		return fmt.Errorf("restart container %s: %w", id, err)
 	}
 	return nil
@@ -140,7 +140,7 @@ func (e *Engine) Restart(ctx context.Context, id string) error {
 
 // Rename gives the container a new name.
 func (e *Engine) Rename(ctx context.Context, id, name string) error {
-	if err := e.cli.ContainerRename(ctx, id, name); err != nil {
+	if err := e.api(ctx).ContainerRename(ctx, id, name); err != nil {
 		return fmt.Errorf("rename container %s to %s: %w", id, name, err)
 	}
 	return nil
@@ -148,7 +148,7 @@ func (e *Engine) Rename(ctx context.Context, id, name string) error {
 
 // Start starts a created or stopped container.
 func (e *Engine) Start(ctx context.Context, id string) error {
-	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+	if err := e.api(ctx).ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
 	return nil
@@ -157,7 +157,7 @@ func (e *Engine) Start(ctx context.Context, id string) error {
 // Remove force-removes the container but never its volumes: anonymous
 // volumes live on in the replacement. A missing container is not an error.
 func (e *Engine) Remove(ctx context.Context, id string) error {
-	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: false})
+	err := e.api(ctx).ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: false})
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
@@ -176,7 +176,7 @@ type State struct {
 
 // State reads the container's run state.
 func (e *Engine) State(ctx context.Context, id string) (State, error) {
-	c, err := e.cli.ContainerInspect(ctx, id)
+	c, err := e.api(ctx).ContainerInspect(ctx, id)
 	if err != nil {
 		return State{}, fmt.Errorf("container state %s: %w", id, err)
 	}
@@ -225,7 +225,7 @@ func (e *Engine) SelfID(ctx context.Context) string {
 	}
 	known = true
 	for _, id := range candidates {
-		c, err := e.cli.ContainerInspect(ctx, id)
+		c, err := e.api(ctx).ContainerInspect(ctx, id)
 		// Inspect also accepts names and ID prefixes; only an ID that
 		// starts with the candidate counts.
 		if err == nil && strings.HasPrefix(c.ID, id) {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -25,6 +26,12 @@ import (
 // Engine talks to one Docker engine.
 type Engine struct {
 	cli *client.Client
+
+	// The client negotiates its API version lazily on its first request, and some of its calls
+	// read the version before that negotiation, unlocked: two first requests at once race.
+	// api negotiates once, under negMu, before any call goes out.
+	negMu      sync.Mutex
+	negotiated atomic.Bool
 
 	selfMu    sync.Mutex
 	self      string
@@ -43,6 +50,23 @@ func New() (*Engine, error) {
 	return &Engine{cli: cli}, nil
 }
 
+// api returns the client once its API version is negotiated; while the engine does not answer,
+// the calls that find it so go out one at a time and fail as they would have.
+func (e *Engine) api(ctx context.Context) *client.Client {
+	if e.negotiated.Load() {
+		return e.cli
+	}
+	e.negMu.Lock()
+	defer e.negMu.Unlock()
+	if !e.negotiated.Load() {
+		if ping, err := e.cli.Ping(ctx); err == nil {
+			e.cli.NegotiateAPIVersionPing(ping)
+			e.negotiated.Store(true)
+		}
+	}
+	return e.cli
+}
+
 // Close releases the client's connections.
 func (e *Engine) Close() error {
 	return e.cli.Close()
@@ -50,7 +74,7 @@ func (e *Engine) Close() error {
 
 // Ping reports whether the engine answers.
 func (e *Engine) Ping(ctx context.Context) error {
-	if _, err := e.cli.Ping(ctx); err != nil {
+	if _, err := e.api(ctx).Ping(ctx); err != nil {
 		return fmt.Errorf("ping docker engine: %w", err)
 	}
 	return nil
@@ -101,7 +125,7 @@ func (e *Engine) Pull(ctx context.Context, ref string, auth Auth) error {
 		}
 		opts.RegistryAuth = enc
 	}
-	rc, err := e.cli.ImagePull(ctx, ref, opts)
+	rc, err := e.api(ctx).ImagePull(ctx, ref, opts)
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, auth.redact(err))
 	}
@@ -123,7 +147,7 @@ func (e *Engine) Pull(ctx context.Context, ref string, auth Auth) error {
 // HasImage reports whether the engine holds repo@digest, and its image ID.
 func (e *Engine) HasImage(ctx context.Context, repo, digest string) (string, bool, error) {
 	ref := repo + "@" + digest
-	img, err := e.cli.ImageInspect(ctx, ref)
+	img, err := e.api(ctx).ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
 		return "", false, nil
 	}
@@ -142,7 +166,7 @@ func (e *Engine) HasImage(ctx context.Context, repo, digest string) (string, boo
 // Digest returns the registry digest under which the engine holds image imageID for repo
 // ("host/path"), or "" when it holds none there (an image built or loaded locally).
 func (e *Engine) Digest(ctx context.Context, imageID, repo string) (string, error) {
-	img, err := e.cli.ImageInspect(ctx, imageID)
+	img, err := e.api(ctx).ImageInspect(ctx, imageID)
 	if cerrdefs.IsNotFound(err) {
 		return "", nil
 	}
@@ -170,7 +194,7 @@ func canonical(ref string) string {
 // RemoveImageIfUnused removes the image when no container, in any state,
 // was created from it. A missing image is not an error.
 func (e *Engine) RemoveImageIfUnused(ctx context.Context, imageID string) (bool, error) {
-	img, err := e.cli.ImageInspect(ctx, imageID)
+	img, err := e.api(ctx).ImageInspect(ctx, imageID)
 	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
@@ -183,7 +207,7 @@ func (e *Engine) RemoveImageIfUnused(ctx context.Context, imageID string) (bool,
 	}
 	refs := append(append([]string{}, img.RepoTags...), img.RepoDigests...)
 	if repositories(refs) <= 1 {
-		_, err := e.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true})
+		_, err := e.api(ctx).ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true})
 		if cerrdefs.IsNotFound(err) {
 			return false, nil
 		}
@@ -197,11 +221,11 @@ func (e *Engine) RemoveImageIfUnused(ctx context.Context, imageID string) (bool,
 	// So drop the references one by one: the engine deletes the image with the
 	// last one, and still refuses if a container appeared meanwhile.
 	for _, ref := range refs {
-		if _, err := e.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := e.api(ctx).ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return false, fmt.Errorf("remove image %s: untag %s: %w", img.ID, ref, err)
 		}
 	}
-	_, err = e.cli.ImageInspect(ctx, img.ID)
+	_, err = e.api(ctx).ImageInspect(ctx, img.ID)
 	if cerrdefs.IsNotFound(err) {
 		return true, nil
 	}
@@ -226,7 +250,7 @@ func repositories(refs []string) int {
 }
 
 func (e *Engine) imageUsed(ctx context.Context, imageID string) (bool, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs()})
+	list, err := e.api(ctx).ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs()})
 	if err != nil {
 		return false, fmt.Errorf("list containers: %w", err)
 	}

@@ -46,7 +46,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("create replacement %s for %s: %w", name, oldID, err)
 	}
-	old, err := e.cli.ContainerInspect(ctx, oldID)
+	old, err := e.api(ctx).ContainerInspect(ctx, oldID)
 	if err != nil {
 		return fail(fmt.Errorf("inspect: %w", err))
 	}
@@ -55,7 +55,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	}
 	if image == "" {
 		image = old.Image
-		if cur, err := e.cli.ImageInspect(ctx, old.Config.Image); err == nil && cur.ID == old.Image {
+		if cur, err := e.api(ctx).ImageInspect(ctx, old.Config.Image); err == nil && cur.ID == old.Image {
 			image = old.Config.Image
 		}
 	}
@@ -63,7 +63,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	// from the image's defaults; guessing either way could break the new
 	// image, so this is an error. (The engine keeps an image while a
 	// container uses it, so this is rare.)
-	oldImage, err := e.cli.ImageInspect(ctx, old.Image)
+	oldImage, err := e.api(ctx).ImageInspect(ctx, old.Image)
 	if err != nil {
 		return fail(fmt.Errorf("inspect old image %s: %w", old.Image, err))
 	}
@@ -78,7 +78,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	hostHostname := ""
 	if old.HostConfig.NetworkMode.IsHost() {
 		// With the host's network the engine defaults the hostname to its own.
-		if info, err := e.cli.Info(ctx); err == nil {
+		if info, err := e.api(ctx).Info(ctx); err == nil {
 			hostHostname = info.Name
 		}
 	}
@@ -87,7 +87,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 		return fail(err)
 	}
 	if recorded := cfg.Labels[LabelComposeImage]; recorded != "" {
-		newImage, err := e.cli.ImageInspect(ctx, image)
+		newImage, err := e.api(ctx).ImageInspect(ctx, image)
 		if err != nil {
 			return fail(fmt.Errorf("inspect new image %s: %w", image, err))
 		}
@@ -95,8 +95,8 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	}
 	// From API 1.44 the engine keeps a MAC per network endpoint (inspect shows the generated
 	// ones there too) and Config.MacAddress is deprecated; before, Config.MacAddress held
-	// only a pinned one.
-	endpointMACs := !versions.LessThan(e.cli.ClientVersion(), "1.44")
+	// only a pinned one. The version is the negotiated one: the inspect above negotiated it.
+	endpointMACs := !versions.LessThan(e.api(ctx).ClientVersion(), "1.44")
 	if endpointMACs {
 		cfg.MacAddress = "" //nolint:staticcheck // superseded by the endpoints' MACs
 	}
@@ -120,7 +120,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{first.network: first.settings}}
 	}
 
-	created, err := e.cli.ContainerCreate(ctx, cfg, hc, netCfg, nil, name)
+	created, err := e.api(ctx).ContainerCreate(ctx, cfg, hc, netCfg, nil, name)
 	if err != nil {
 		if ctx.Err() != nil {
 			// The engine may have created it after the request was abandoned.
@@ -133,7 +133,7 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 	// API 1.41 takes a single endpoint at create; the others are connected
 	// before the first start, which works on every API version.
 	for _, ep := range rest {
-		if err := e.cli.NetworkConnect(ctx, ep.network, created.ID, ep.settings); err != nil {
+		if err := e.api(ctx).NetworkConnect(ctx, ep.network, created.ID, ep.settings); err != nil {
 			err = fmt.Errorf("connect network %s: %w", ep.network, err)
 			if rmErr := e.removeHalfMade(ctx, created.ID); rmErr != nil {
 				err = errors.Join(err, fmt.Errorf("clean up: %w", rmErr))
@@ -195,7 +195,7 @@ func (e *Engine) copyFiles(ctx context.Context, fromID, toID, list string) error
 		if !path.IsAbs(p) || p == "/" {
 			return fmt.Errorf("%w %s: %q is not an absolute path below /", ErrLabel, LabelCopy, p)
 		}
-		rc, _, err := e.cli.CopyFromContainer(ctx, fromID, p)
+		rc, _, err := e.api(ctx).CopyFromContainer(ctx, fromID, p)
 		if err != nil {
 			return fmt.Errorf("%w %s: copy %s out of the old container: %w", ErrLabel, LabelCopy, p, err)
 		}
@@ -203,7 +203,7 @@ func (e *Engine) copyFiles(ctx context.Context, fromID, toID, list string) error
 		// the directories above it need not exist in the new image.
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(reroot(rc, pw, strings.TrimPrefix(path.Dir(p), "/"))) }()
-		err = e.cli.CopyToContainer(ctx, toID, "/", pr, container.CopyToContainerOptions{CopyUIDGID: true})
+		err = e.api(ctx).CopyToContainer(ctx, toID, "/", pr, container.CopyToContainerOptions{CopyUIDGID: true})
 		pr.CloseWithError(err)
 		rc.Close()
 		if err != nil {
@@ -226,7 +226,7 @@ func (e *Engine) removeHalfMade(ctx context.Context, id string) error {
 func (e *Engine) removeAbandoned(ctx context.Context, name, image, oldID string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	c, err := e.cli.ContainerInspect(ctx, name)
+	c, err := e.api(ctx).ContainerInspect(ctx, name)
 	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
@@ -431,7 +431,7 @@ func (e *Engine) replacementHostConfig(ctx context.Context, old container.Inspec
 	covered := map[string]bool{}
 	for _, ref := range old.HostConfig.VolumesFrom {
 		from, _, _ := strings.Cut(ref, ":")
-		c, err := e.cli.ContainerInspect(ctx, from)
+		c, err := e.api(ctx).ContainerInspect(ctx, from)
 		if err != nil {
 			return nil, fmt.Errorf("inspect volumes-from container %s: %w", from, err)
 		}

@@ -28,7 +28,7 @@ type Exit struct {
 // ExitSince reads the container's kill, stop and die events since the given time.
 func (e *Engine) ExitSince(ctx context.Context, id string, since time.Time) (Exit, error) {
 	until := time.Now()
-	msgs, errs := e.cli.Events(ctx, events.ListOptions{
+	msgs, errs := e.api(ctx).Events(ctx, events.ListOptions{
 		Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
 		Until: fmt.Sprintf("%d.%09d", until.Unix(), until.Nanosecond()),
 		Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("container", id),

@@ -15,7 +15,7 @@ func IsConflict(err error) bool { return cerrdefs.IsConflict(err) }
 
 // Tag points the local tag target ("host/repo:tag") at source, as `docker pull` of a tag would.
 func (e *Engine) Tag(ctx context.Context, source, target string) error {
-	if err := e.cli.ImageTag(ctx, source, target); err != nil {
+	if err := e.api(ctx).ImageTag(ctx, source, target); err != nil {
 		return fmt.Errorf("tag %s as %s: %w", source, target, err)
 	}
 	return nil
