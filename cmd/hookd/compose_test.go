@@ -73,6 +73,8 @@ func (p *composeProject) containers(f *fleet) map[string][]container.Summary {
 // once more) ends with two containers, web on the new image with its data, side answering.
 func TestComposeProjectWithANetworkSidecar(t *testing.T) {
 	f := newFleet(t, "web")
+	// The image declares VOLUME /anon; the project gives it named volumes, which `down
+	// --volumes` removes (anonymous ones that hookd carried over by name it would keep).
 	v1d := f.push(testkit.App{Version: "v1"})
 	f.install(v1d)
 	labels := fmt.Sprintf("      %s: %q\n      %s: %q\n", testkit.LabelTest, "1", testkit.LabelTestID, f.id)
@@ -81,7 +83,7 @@ services:
   web:
     image: %[1]s:latest
     ports: ["127.0.0.1::8080"]
-    volumes: ["data:/data"]
+    volumes: ["data:/data", "web-anon:/anon"]
     labels:
       hookd.runtime: web
 %[2]s  side:
@@ -89,9 +91,14 @@ services:
     environment: [APP_ADDR=:8081]
     network_mode: "service:web"
     depends_on: [web]
+    volumes: ["side-anon:/anon"]
     labels:
 %[2]svolumes:
   data:
+    labels:
+%[2]s  web-anon:
+    labels:
+%[2]s  side-anon:
     labels:
 %[2]s`, f.repo, labels))
 	if out, err := p.run("up", "-d"); err != nil {

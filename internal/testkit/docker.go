@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,21 @@ func cleanup(ctx context.Context, cli *client.Client, id, registryHost string) [
 					add(fmt.Errorf("remove image %s: %w", ref, err))
 				}
 			}
+		}
+	}
+	// A pull cancelled mid-way may still end in the engine, as an image with no reference;
+	// the test's own images carry its id in their config.
+	dangling, err := cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("dangling", "true"))})
+	if err != nil {
+		return append(errs, fmt.Errorf("list dangling images: %w", err))
+	}
+	for _, img := range dangling {
+		insp, err := cli.ImageInspect(ctx, img.ID)
+		if err != nil || insp.Config == nil || !slices.Contains(insp.Config.Env, "HOOKD_TEST_ID="+id) {
+			continue
+		}
+		if _, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil {
+			add(fmt.Errorf("remove dangling image %s: %w", img.ID, err))
 		}
 	}
 
