@@ -554,7 +554,7 @@ func TestRolloutLeavesStrangersAndPausedAlone(t *testing.T) {
 	if v, err := f.get(f.id+"-a", "/"); err != nil || v != "v1" {
 		t.Fatalf("a serves %q %v, want v1 untouched", v, err)
 	}
-	if err := f.cli.ContainerRemove(ctx, stranger.ID, container.RemoveOptions{Force: true}); err != nil {
+	if err := f.cli.ContainerRemove(ctx, stranger.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 		t.Fatal(err)
 	}
 
