@@ -84,32 +84,15 @@ func hang(t *testing.T) func(int, http.ResponseWriter, *http.Request) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	n    *notify.Notifier
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 }
 
 func newHarness(t *testing.T, endpoints []config.Notify, opts ...notify.Option) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h := &harness{reg: prometheus.NewRegistry(), logs: &testkit.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.n = notify.New(endpoints, notify.NewMetrics(h.reg), log, append([]notify.Option{notify.WithRetry(fastRetry), notify.WithVersion("1.2.3")}, opts...)...)
 	return h

@@ -270,25 +270,37 @@ func TestRestartedByPolicyGivesTheRealExitCode(t *testing.T) {
 	}
 }
 
-func TestStopFromOutsideDuringGateIsNotTheImagesFault(t *testing.T) {
-	s := newSite(t, 0)
-	s.runtimes[0].MinUptime = time.Hour // only the stop ends the gate
-	s = newSite(t, 0, s.runtimes[0])
-	s.container("app-1", "app")
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Running, c.StopRequested = false, true // `docker stop`, or the daemon shutting down
-		}
-		return nil
-	}
-	s.run()
-	res := s.refresh("app")
-	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "stop from outside hookd") {
-		t.Fatalf("result %+v", res)
-	}
-	s.running(oldImg, "app-1")
-	if r := s.record("app"); r.FailedDigest != "" {
-		t.Errorf("failed digest %q: a stop from outside blamed on the image", r.FailedDigest)
+func TestStopOrPauseFromOutsideDuringGateIsNotTheImagesFault(t *testing.T) {
+	for _, c := range []struct {
+		name, reason string
+		do           func(c *fakeengine.Container)
+	}{
+		// `docker stop`, or the daemon shutting down
+		{"stopped", "stop from outside hookd", func(c *fakeengine.Container) { c.Running, c.StopRequested = false, true }},
+		// a paused container proves nothing either way
+		{"paused", "paused from outside hookd", func(c *fakeengine.Container) { c.Paused = true }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSite(t, 0)
+			s.runtimes[0].MinUptime = time.Hour // only the stop or pause ends the gate
+			s = newSite(t, 0, s.runtimes[0])
+			s.container("app-1", "app")
+			s.eng.OnState = func(ct *fakeengine.Container) error {
+				if ct.ImageID == newImg {
+					c.do(ct)
+				}
+				return nil
+			}
+			s.run()
+			res := s.refresh("app")
+			if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, c.reason) {
+				t.Fatalf("result %+v", res)
+			}
+			s.running(oldImg, "app-1")
+			if r := s.record("app"); r.FailedDigest != "" {
+				t.Errorf("failed digest %q: blamed on the image", r.FailedDigest)
+			}
+		})
 	}
 }
 
@@ -829,29 +841,6 @@ func TestPlanRefusals(t *testing.T) {
 				t.Errorf("failed digest %q", r.FailedDigest)
 			}
 		})
-	}
-}
-
-// A container paused by someone during its gate proves nothing: rolled back, digest not blamed.
-func TestPausedDuringTheGateIsNotTheImagesFault(t *testing.T) {
-	s := newSite(t, 0)
-	s.runtimes[0].MinUptime = time.Hour
-	s = newSite(t, 0, s.runtimes[0])
-	s.container("app-1", "app")
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Paused = true
-		}
-		return nil
-	}
-	s.run()
-	res := s.refresh("app")
-	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "paused") {
-		t.Fatalf("result %+v", res)
-	}
-	s.running(oldImg, "app-1")
-	if r := s.record("app"); r.FailedDigest != "" {
-		t.Errorf("failed digest %q", r.FailedDigest)
 	}
 }
 

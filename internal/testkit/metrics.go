@@ -1,7 +1,9 @@
 package testkit
 
 import (
+	"bytes"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,4 +38,22 @@ func Sample(t testing.TB, g prometheus.Gatherer, name string, want ...string) fl
 		}
 	}
 	return sum
+}
+
+// SyncBuffer is a bytes.Buffer that several goroutines may write to, for a test's log.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

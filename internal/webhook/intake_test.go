@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +35,7 @@ type guarded struct {
 	url    string
 	reg    *prometheus.Registry
 	recent *webhook.Recent
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 }
 
 func startGuarded(t *testing.T, maxBody int64, opts ...webhook.Option) *guarded {
@@ -46,7 +45,7 @@ func startGuarded(t *testing.T, maxBody int64, opts ...webhook.Option) *guarded 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	g := &guarded{reg: prometheus.NewRegistry(), recent: webhook.NewRecent(50), logs: &syncBuffer{}}
+	g := &guarded{reg: prometheus.NewRegistry(), recent: webhook.NewRecent(50), logs: &testkit.SyncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(g.logs, nil))
 	cat := catalog.New([]hookd.Runtime{{Name: "claude-code", Image: "ghcr.io/molecule-ai/workspace-template-claude-code:latest"}}, nil, 0)
 	svc := refresh.New(st, cat, nil, nil, 0, refresh.NewMetrics(g.reg), log)
@@ -185,21 +184,4 @@ func TestRejectedRequestsKeptApart(t *testing.T) {
 	if lines == 0 || lines > 6 {
 		t.Fatalf("%d log lines for 60 rejected requests, want at least one and a few at most:\n%s", lines, g.logs)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
