@@ -223,6 +223,19 @@ func TestWaitForSignature(t *testing.T) {
 	}
 }
 
+// Another artifact that does not satisfy the policy (a provenance bundle of the workflow, say)
+// may reach the registry before the signature: it does not end the wait.
+func TestWaitPastANonMatchingSignature(t *testing.T) {
+	w := newWorld(t)
+	signer := testkit.NewKeySigner(t)
+	p := policy(t, hookd.VerifyPolicy{Keys: []string{signer.PublicKeyFile(t)}, Wait: 20 * time.Second})
+	w.reg.PushBundle(t, "acme/web", w.digest, testkit.NewKeySigner(t))
+	w.onMissingSig = func() { go w.reg.PushSignature(t, "acme/web", w.digest, signer) }
+	if err := verify(t, w, p, w.digest); err != nil {
+		t.Fatalf("signature pushed after another artifact: %v", err)
+	}
+}
+
 func TestGateMetrics(t *testing.T) {
 	w := newWorld(t)
 	signer := testkit.NewKeySigner(t)

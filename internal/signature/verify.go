@@ -50,19 +50,19 @@ const (
 )
 
 // Verify returns nil when a signature of repo@digest satisfies p, a *Refusal when none does,
-// and any other error when the registry could not be read: that decides nothing. A digest with
-// no signature at all is looked at again, with backoff, until p's wait has passed.
+// and any other error when the registry could not be read: that decides nothing. A digest
+// without a satisfying signature is looked at again, with backoff, until p's wait has passed.
 func (v *Verifier) Verify(ctx context.Context, p *Policy, repo, digest string) error {
 	deadline := time.Now().Add(p.wait)
 	pause := waitFirst
 	for {
+		// Signatures that do not satisfy p do not end the wait either: CI may attach another
+		// artifact (a provenance attestation) before it signs.
 		found, err := v.check(ctx, p, repo, digest)
 		switch {
 		case err == nil:
 			return nil
-		case found != nil:
-			return &Refusal{Expected: p.Expected(), Found: found.String()}
-		case !errors.Is(err, errNoSignature):
+		case found == nil && !errors.Is(err, errNoSignature):
 			return err // the registry could not be read: nothing is decided
 		case !time.Now().Add(pause).Before(deadline):
 			return &Refusal{Expected: p.Expected(), Found: found.String()}
