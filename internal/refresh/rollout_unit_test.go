@@ -128,6 +128,16 @@ func (s *site) stop() {
 	s.cancel = nil
 }
 
+// newImageExits makes every container of the new image exit with code during its gate.
+func (s *site) newImageExits(code int) {
+	s.eng.OnState = func(c *fakeengine.Container) error {
+		if c.ImageID == newImg {
+			c.Running, c.ExitCode = false, code
+		}
+		return nil
+	}
+}
+
 func (s *site) container(name, runtime string) fakeengine.Container {
 	return s.eng.Run(name, image, map[string]string{catalog.LabelRuntime: runtime}, true)
 }
@@ -221,12 +231,7 @@ func TestRolloutSwitchesEveryContainer(t *testing.T) {
 func TestGateExitIsTheImagesFault(t *testing.T) {
 	s := newSite(t, 0)
 	s.container("app-1", "app")
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Running, c.ExitCode = false, 3
-		}
-		return nil
-	}
+	s.newImageExits(3)
 	s.run()
 	res := s.refresh("app")
 	if res.Outcome != hookd.OutcomeRolledBack || !strings.Contains(res.Reason, "exited with code 3") {
@@ -405,12 +410,7 @@ func TestRollbackThatCannotFinishIsSettledWhenTheEngineIsBack(t *testing.T) {
 	s.running(oldImg, "app-1")
 	// The same digest is tried again by the next push, not skipped as failed: this time the
 	// image itself fails its gate.
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Running, c.ExitCode = false, 1
-		}
-		return nil
-	}
+	s.newImageExits(1)
 	s.push("app", "d-2")
 	res = s.waitResult("app", func(r hookd.Result) bool { return r.Trigger == hookd.TriggerWebhook })
 	if res.Outcome != hookd.OutcomeRolledBack {
@@ -516,12 +516,7 @@ func TestBrokenProviderRollsBackAndRejoinsItsDependent(t *testing.T) {
 	s := newSite(t, 0)
 	vpn := s.container("vpn", "app")
 	s.sidecar("torrent", vpn)
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Running, c.ExitCode = false, 1
-		}
-		return nil
-	}
+	s.newImageExits(1)
 	s.run()
 	res := s.refresh("app")
 	if res.Outcome != hookd.OutcomeRolledBack {
@@ -781,12 +776,7 @@ func TestRollBackStartsAPidDependentKilledWithItsProvider(t *testing.T) {
 	side := s.sidecar("torrent", vpn)
 	side.Joins = map[string]string{"pid": vpn.ID}
 	s.eng.Put(side)
-	s.eng.OnState = func(c *fakeengine.Container) error {
-		if c.ImageID == newImg {
-			c.Running, c.ExitCode = false, 1
-		}
-		return nil
-	}
+	s.newImageExits(1)
 	s.run()
 	if res := s.refresh("app"); res.Outcome != hookd.OutcomeRolledBack {
 		t.Fatalf("result %+v", res)
