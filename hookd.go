@@ -5,6 +5,7 @@
 package hookd
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -23,6 +24,16 @@ type Runtime struct {
 	Cleanup       bool // remove the old image when nothing uses it
 	// Verify, when set, is what a digest must be signed with before it is pulled.
 	Verify *VerifyPolicy
+	// Engines names the engines the runtime lives on; empty: every engine.
+	Engines []string
+}
+
+// DefaultEngine names the one engine of a setup without `engines:` (DOCKER_HOST's).
+const DefaultEngine = "local"
+
+// On reports whether the runtime lives on the named engine.
+func (r Runtime) On(engine string) bool {
+	return len(r.Engines) == 0 || slices.Contains(r.Engines, engine)
 }
 
 // VerifyPolicy names what a digest's signature must match: any one key or identity verifies.
@@ -84,7 +95,8 @@ const (
 type Job struct {
 	ID         uint64    `json:"id"`
 	Runtime    string    `json:"runtime"`
-	Trigger    Trigger   `json:"trigger"` // what queued it first
+	Engine     string    `json:"engine,omitempty"` // the engine it runs on; empty: the default engine
+	Trigger    Trigger   `json:"trigger"`          // what queued it first
 	Deliveries []string  `json:"deliveries,omitempty"`
 	Hint       string    `json:"hint,omitempty"` // digest named by the last delivery; the registry decides
 	Requests   int       `json:"requests"`
@@ -140,6 +152,7 @@ func (o Outcome) Good() bool {
 type Result struct {
 	JobID      uint64    `json:"job_id"`
 	Runtime    string    `json:"runtime"`
+	Engine     string    `json:"engine,omitempty"`
 	Trigger    Trigger   `json:"trigger"`
 	Outcome    Outcome   `json:"result"`
 	Image      string    `json:"image"`
@@ -152,6 +165,8 @@ type Result struct {
 	Requests   int       `json:"requests"`
 	Started    time.Time `json:"started"`
 	Finished   time.Time `json:"finished"`
+	// Engines are each engine's own result, when the runtime lives on several.
+	Engines []Result `json:"engines,omitempty"`
 }
 
 // Failure names what failed and why.

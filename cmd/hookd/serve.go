@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -70,13 +72,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	recent := webhook.NewRecent(50)
 	h := handlers{
 		webhookPath: cfg.Webhook.Path, daemon: d,
-		hook: webhook.New(verifier, d.catalog, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), recent, log),
+		hook: webhook.New(verifier, d.service, d.service, cfg.RegistryHost, cfg.Webhook.MaxBodyBytes, webhook.NewMetrics(d.metrics), recent, log),
 	}
 	throttle := admin.NewThrottle(d.metrics, log)
 	if cfg.AdminToken != "" {
-		h.admin = admin.New(cfg.AdminToken, d.service, d.catalog, d.store, log, admin.WithThrottle(throttle), admin.WithEngine(d.engine))
+		h.admin = admin.New(cfg.AdminToken, d.service, d.adminHosts(), log, admin.WithThrottle(throttle))
 	}
-	h.page = statuspage.New(cfg.AdminToken, d.catalog, d.store, recent, log, statuspage.WithThrottle(throttle), statuspage.WithHTTPS(cfg.Admin.HTTPS), statuspage.WithEngine(d.engine))
+	h.page = statuspage.New(cfg.AdminToken, d.adminHosts(), recent, log, statuspage.WithThrottle(throttle), statuspage.WithHTTPS(cfg.Admin.HTTPS))
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	routes(e, h)
@@ -88,7 +90,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	limit := maxConns()
 	srv, ln := newHTTPServer(e, ln, limit, newConnMetrics(d.metrics), log)
 	log.Info("hookd listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "state_dir", cfg.StateDir,
-		"runtimes", len(cfg.Runtimes), "zero_config", d.catalog.ZeroConfig(), "poll_interval", cfg.Poll.Interval.String(),
+		"runtimes", len(cfg.Runtimes), "engines", cfg.EngineNames(), "zero_config", len(cfg.Runtimes) == 0, "poll_interval", cfg.Poll.Interval.String(),
 		"admin", cfg.AdminToken != "", "max_connections", limit, "version", version)
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -117,10 +119,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer stopNotify()
 		return d.service.Run(ctx)
 	})
-	g.Go(func() error {
-		poller := fallbackpoll.New(d.catalog, d.registry, d.engine, d.store, d.service, cfg.Poll.Interval.D(), fallbackpoll.NewMetrics(d.metrics), log)
-		return poller.Run(ctx)
-	})
+	for _, e := range d.engines {
+		g.Go(func() error {
+			poller := fallbackpoll.New(e.catalog, d.registry, e.docker, e.store, e.service, cfg.Poll.Interval.D(),
+				fallbackpoll.NewMetrics(e.metrics), log.With("engine", e.name))
+			return poller.Run(ctx)
+		})
+	}
 	g.Go(func() error { return pruneDeliveries(ctx, d.store, log) })
 	err = g.Wait()
 	log.Info("hookd stopped")
@@ -129,27 +134,39 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // daemon holds what serve and refresh share.
 type daemon struct {
-	store    *store.Store
-	engine   *engine.Engine
+	store    *store.Store // the root: delivery ids; each engine has its own view
+	engines  []*engineParts
 	registry *registry.Client
-	catalog  *catalog.Catalog
-	service  *refresh.Service
+	service  *refresh.Fleet
 	metrics  *prometheus.Registry
 	notifier *notify.Notifier // delivers only where something runs it (serve)
 }
 
-func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*daemon, error) {
+// engineParts are one engine's: its client, its view of the state, its runtimes and their
+// rollouts, and its metrics, labelled engine=<name>.
+type engineParts struct {
+	name    string
+	docker  *engine.Engine
+	store   *store.Store
+	catalog *catalog.Catalog
+	service *refresh.Service
+	metrics prometheus.Registerer
+}
+
+func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (_ *daemon, err error) {
 	st, err := store.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := engine.New()
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	d := &daemon{store: st}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = metrics
 	// The old poller's credentials serve registry_host when the Docker config has none for it.
 	user, token := getenv("GHCR_USER"), getenv("GHCR_TOKEN")
 	if (user == "") != (token == "") {
@@ -158,38 +175,89 @@ func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*da
 	keychain := registry.Keychain(authn.DefaultKeychain, cfg.RegistryHost, user, token)
 	reg, err := registry.New(keychain, registry.NewPacer(nil, cfg.Poll.Pace.D(), metrics))
 	if err != nil {
-		eng.Close()
-		st.Close()
 		return nil, err
 	}
-	cat := catalog.New(cfg.Runtimes, eng, discoveryMaxAge)
-	metrics.MustRegister(admin.NewBehindCollector(cat, st))
-	notifier := notify.New(cfg.Notify, notify.NewMetrics(metrics), log, notify.WithVersion(version))
+	d.registry = reg
+	d.notifier = notify.New(cfg.Notify, notify.NewMetrics(metrics), log, notify.WithVersion(version))
 	gate, err := signature.NewGate(signature.NewVerifier(reg), cfg.Runtimes, cfg.DefaultVerify(), signature.NewMetrics(metrics))
 	if err != nil { // config.Load checked the same policies: a key or root file changed since
-		eng.Close()
-		st.Close()
 		return nil, err
 	}
-	svc := refresh.New(st, cat, reg, eng, cfg.Rollouts.Parallel, refresh.NewMetrics(metrics), log, notifier).WithGate(gate)
-	return &daemon{store: st, engine: eng, registry: reg, catalog: cat, service: svc, metrics: metrics, notifier: notifier}, nil
+	var services []*refresh.Service
+	for _, ec := range cfg.Engines {
+		e := &engineParts{name: ec.Name, metrics: prometheus.WrapRegistererWith(prometheus.Labels{"engine": ec.Name}, metrics)}
+		var tls *engine.TLS
+		if t := ec.TLS; t != nil {
+			tls = &engine.TLS{CA: t.CA, Cert: t.Cert, Key: t.Key}
+		}
+		if e.docker, err = engine.Open(ec.Host, tls); err != nil {
+			return nil, fmt.Errorf("engine %s: %w", ec.Name, err)
+		}
+		d.engines = append(d.engines, e)
+		if e.store, err = st.Engine(ec.Name); err != nil {
+			return nil, err
+		}
+		e.catalog = catalog.New(cfg.RuntimesOn(ec.Name), e.docker, discoveryMaxAge)
+		e.metrics.MustRegister(admin.NewBehindCollector(e.catalog, e.store))
+		e.service = refresh.New(e.store, e.catalog, reg, e.docker, cfg.Rollouts.Parallel, refresh.NewMetrics(e.metrics), log, d.notifier).
+			WithGate(gate).OnEngine(ec.Name)
+		services = append(services, e.service)
+	}
+	d.service = refresh.NewFleet(st, services...)
+	return d, nil
+}
+
+func (d *daemon) adminHosts() []admin.Host {
+	out := make([]admin.Host, len(d.engines))
+	for i, e := range d.engines {
+		out[i] = admin.Host{Engine: e.name, Catalog: e.catalog, Store: e.store, Docker: e.docker}
+	}
+	return out
 }
 
 func (d *daemon) close() {
-	d.engine.Close()
+	for _, e := range d.engines {
+		e.docker.Close()
+	}
 	d.store.Close()
 }
 
+// ready answers 200 while the state store is open and every engine answers; otherwise 503
+// naming what does not. The intake takes deliveries either way: an engine away only delays
+// its own part.
 func (d *daemon) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := d.store.Ping(); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "state store: " + err.Error()})
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reason": "state store: " + err.Error()})
 	}
-	if err := d.engine.Ping(ctx); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "docker engine: " + err.Error()})
+	engines := make(map[string]string, len(d.engines))
+	reasons := make([]string, len(d.engines))
+	var wg sync.WaitGroup
+	for i, e := range d.engines {
+		wg.Go(func() {
+			if err := e.docker.Ping(ctx); err != nil {
+				reasons[i] = err.Error()
+			}
+		})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	wg.Wait()
+	var down []string
+	for i, e := range d.engines {
+		engines[e.name] = "ready"
+		if reasons[i] != "" {
+			engines[e.name] = reasons[i]
+			down = append(down, "docker engine "+e.name+": "+reasons[i])
+		}
+	}
+	if len(down) > 0 {
+		reason := strings.Join(down, "; ")
+		if len(d.engines) == 1 { // the single engine's words, as before engines had names
+			reason = "docker engine: " + reasons[0]
+		}
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reason": reason, "engines": engines})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "engines": engines})
 }
 
 func pruneDeliveries(ctx context.Context, st *store.Store, log *slog.Logger) error {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 
@@ -22,30 +23,39 @@ import (
 	"github.com/hookd/hookd/internal/store"
 )
 
+// Refresher runs a manual rollout through the one queue, on every engine the runtime lives on.
+type Refresher interface {
+	Refresh(ctx context.Context, runtime string, pullOnly bool) (hookd.Result, error)
+}
+
+// Host is one engine as the admin routes and the status page read it: its runtimes, their
+// state and their containers.
+type Host struct {
+	Engine  string
+	Catalog *catalog.Catalog
+	Store   *store.Store
+	Docker  Engine // nil: statuses list no containers
+}
+
 // Handler serves the admin routes.
 type Handler struct {
 	tokenSum [sha256.Size]byte
-	service  *refresh.Service
-	catalog  *catalog.Catalog
-	store    *store.Store
+	service  Refresher
+	hosts    []Host
 	log      *slog.Logger
 	throttle *Throttle // nil: not throttled
-	engine   Engine    // nil: statuses list no containers
 }
 
 // Option adjusts a Handler.
 type Option func(*Handler)
-
-// WithEngine makes statuses list each runtime's containers.
-func WithEngine(eng Engine) Option { return func(h *Handler) { h.engine = eng } }
 
 // WithThrottle bounds wrong tokens with t (shared with the status page's login).
 func WithThrottle(t *Throttle) Option { return func(h *Handler) { h.throttle = t } }
 
 // New returns the admin handler for token (which must not be empty). cmd/hookd's routes file
 // mounts its handlers under /admin behind Authorize.
-func New(token string, svc *refresh.Service, cat *catalog.Catalog, st *store.Store, log *slog.Logger, opts ...Option) *Handler {
-	h := &Handler{tokenSum: sha256.Sum256([]byte(token)), service: svc, catalog: cat, store: st, log: log}
+func New(token string, svc Refresher, hosts []Host, log *slog.Logger, opts ...Option) *Handler {
+	h := &Handler{tokenSum: sha256.Sum256([]byte(token)), service: svc, hosts: hosts, log: log}
 	for _, o := range opts {
 		o(h)
 	}
@@ -96,7 +106,12 @@ func (h *Handler) refresh(c echo.Context) error {
 	}
 	res, err := h.service.Refresh(ctx, runtime, pullOnly)
 	if errors.Is(err, refresh.ErrUnknownRuntime) {
-		names, _ := h.catalog.Names(ctx)
+		var names []string
+		if runtimes, err := runtimesOf(ctx, h.hosts); err == nil {
+			for _, rt := range runtimes {
+				names = append(names, rt.Name)
+			}
+		}
 		return c.JSON(http.StatusBadRequest, map[string]any{"error": "unknown runtime " + strconv.Quote(runtime), "known_runtimes": names})
 	}
 	if err != nil {
@@ -121,7 +136,7 @@ type refreshed struct {
 // single refresh. A runtime that fails is listed in failed and does not fail the call.
 func (h *Handler) refreshAll(c echo.Context, pullOnly bool) error {
 	ctx := c.Request().Context()
-	runtimes, err := h.catalog.All(ctx)
+	runtimes, err := runtimesOf(ctx, h.hosts)
 	if err != nil {
 		h.log.Error("admin refresh: list runtimes", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
@@ -158,9 +173,34 @@ func (h *Handler) refreshAll(c echo.Context, pullOnly bool) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// Status is one runtime as /admin/status shows it.
+// runtimesOf lists the runtimes of every engine, each once, in name order. An engine that
+// cannot be listed does not hide the others' runtimes.
+func runtimesOf(ctx context.Context, hosts []Host) ([]hookd.Runtime, error) {
+	var out []hookd.Runtime
+	var errs []error
+	for _, h := range hosts {
+		rts, err := h.Catalog.All(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("engine %s: %w", h.Engine, err))
+			continue
+		}
+		for _, rt := range rts {
+			if !slices.ContainsFunc(out, func(o hookd.Runtime) bool { return o.Name == rt.Name }) {
+				out = append(out, rt)
+			}
+		}
+	}
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.SortFunc(out, func(a, b hookd.Runtime) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Status is one runtime on one engine as /admin/status shows it.
 type Status struct {
 	Name          string        `json:"name"`
+	Engine        string        `json:"engine,omitempty"`
 	Image         string        `json:"image"`
 	Recreate      bool          `json:"recreate"`
 	DigestSeen    string        `json:"digest_seen"`
@@ -176,21 +216,37 @@ type Status struct {
 }
 
 func (h *Handler) status(c echo.Context) error {
-	out, err := StatusesWithContainers(c.Request().Context(), h.catalog, h.store, h.engine)
+	out, err := StatusesWithContainers(c.Request().Context(), h.hosts)
 	if err != nil {
 		h.log.Error("admin status", "err", err)
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		if len(out) == 0 {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		}
+		return c.JSON(http.StatusOK, map[string]any{"runtimes": out, "error": err.Error()})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"runtimes": out})
 }
 
-// StatusesWithContainers is Statuses with each runtime's containers read from eng (nil: none).
-func StatusesWithContainers(ctx context.Context, cat *catalog.Catalog, st *store.Store, eng Engine) ([]Status, error) {
-	out, err := Statuses(ctx, cat, st)
-	if err == nil {
-		fillContainers(ctx, cat, eng, out)
+// StatusesWithContainers is every engine's Statuses with each runtime's containers, sorted by
+// runtime, then engine in configuration order. An engine that cannot be read is named in the
+// error and leaves the others' statuses.
+func StatusesWithContainers(ctx context.Context, hosts []Host) ([]Status, error) {
+	var out []Status
+	var errs []error
+	for _, h := range hosts {
+		st, err := Statuses(ctx, h.Catalog, h.Store)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("engine %s: %w", h.Engine, err))
+			continue
+		}
+		for i := range st {
+			st[i].Engine = h.Engine
+		}
+		fillContainers(ctx, h.Catalog, h.Docker, st)
+		out = append(out, st...)
 	}
-	return out, err
+	slices.SortStableFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
+	return out, errors.Join(errs...)
 }
 
 // Statuses reads every runtime's status.

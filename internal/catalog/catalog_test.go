@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestZeroConfigRuntimesHaveEveryDefault(t *testing.T) {
 		t.Fatalf("runtimes %+v, want one for ghcr.io/acme/web:RC1", all)
 	}
 	want := hookd.NewRuntime("ghcr.io/acme/web:RC1", "ghcr.io/acme/web:RC1")
-	if all[0] != want {
+	if !reflect.DeepEqual(all[0], want) {
 		t.Fatalf("zero-config runtime %+v, want %+v (recreating, default gate)", all[0], want)
 	}
 	members, err := cat.Members(context.Background(), all[0])

@@ -31,7 +31,8 @@ type Config struct {
 	Rollouts     Rollouts      `yaml:"rollouts"`
 	RuntimeSpecs []RuntimeSpec `yaml:"runtimes"`
 	Notify       []Notify      `yaml:"notify"`
-	Verify       *VerifySpec   `yaml:"verify"` // signature policy of every runtime without its own
+	Verify       *VerifySpec   `yaml:"verify"`  // signature policy of every runtime without its own
+	Engines      []Engine      `yaml:"engines"` // none: one engine named local, from DOCKER_HOST
 
 	// Runtimes are the configured runtimes with their defaults applied, in file order.
 	Runtimes []hookd.Runtime `yaml:"-"`
@@ -105,6 +106,7 @@ type RuntimeSpec struct {
 	Parallel      int         `yaml:"parallel"`
 	Cleanup       bool        `yaml:"cleanup"`
 	Verify        *VerifySpec `yaml:"verify"`
+	Engines       []string    `yaml:"engines"` // none: every engine
 }
 
 // Notify is an endpoint told of rollout results.
@@ -151,6 +153,7 @@ func (r RuntimeSpec) runtime() hookd.Runtime {
 		rt.Parallel = r.Parallel
 	}
 	rt.Cleanup = r.Cleanup
+	rt.Engines = r.Engines
 	return rt
 }
 
@@ -181,6 +184,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	problems = append(problems, c.loadSecrets(getenv)...)
 	problems = append(problems, c.validate()...)
 	problems = append(problems, c.validateVerify()...)
+	problems = append(problems, c.validateEngines()...)
 	problems = append(problems, c.loadNotify()...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -264,6 +268,7 @@ func (c *Config) applyDefaults() {
 	if c.Webhook.MaxBodyBytes == 0 {
 		c.Webhook.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	c.applyEngineDefaults()
 	c.Runtimes = make([]hookd.Runtime, len(c.RuntimeSpecs))
 	for i, r := range c.RuntimeSpecs {
 		c.Runtimes[i] = r.runtime()

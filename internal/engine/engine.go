@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/connhelper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -46,6 +47,39 @@ func New() (*Engine, error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Engine{cli: cli}, nil
+}
+
+// TLS are the files of a tcp:// engine's mutual TLS.
+type TLS struct {
+	CA, Cert, Key string
+}
+
+// Open connects lazily to the engine at host, as DOCKER_HOST names one: unix://, tcp:// (with
+// tls) or ssh://user@host, which goes through the docker CLI's connection helper (ssh on this
+// machine, `docker system dial-stdio` on the other). An empty host is New's engine.
+func Open(host string, tls *TLS) (*Engine, error) {
+	if host == "" {
+		return New()
+	}
+	opts := []client.Opt{client.WithAPIVersionNegotiation()}
+	helper, err := connhelper.GetConnectionHelper(host)
+	if err != nil {
+		return nil, fmt.Errorf("docker host %s: %w", host, err)
+	}
+	switch {
+	case helper != nil:
+		opts = append(opts, client.WithHost(helper.Host), client.WithDialContext(helper.Dialer))
+	default:
+		opts = append(opts, client.WithHost(host))
+	}
+	if tls != nil {
+		opts = append(opts, client.WithTLSClientConfig(tls.CA, tls.Cert, tls.Key))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
 	return &Engine{cli: cli}, nil
 }

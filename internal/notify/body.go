@@ -14,6 +14,7 @@ import (
 // JSON names it. Lists are never null, so a receiver can iterate without checking.
 type Rollout struct {
 	Runtime    string          `json:"runtime"`
+	Engine     string          `json:"engine,omitempty"` // the engine the rollout ran on
 	Result     hookd.Outcome   `json:"result"` // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
 	Digest     string          `json:"digest"`
 	Image      string          `json:"image"`
@@ -44,7 +45,7 @@ func (n *Notifier) encode(format string, res hookd.Result) ([]byte, error) {
 		v = Slack{Text: summary(res)}
 	} else {
 		v = Rollout{
-			Runtime: res.Runtime, Result: res.Outcome, Digest: res.Digest, Image: res.Image, Reason: res.Reason,
+			Runtime: res.Runtime, Engine: res.Engine, Result: res.Outcome, Digest: res.Digest, Image: res.Image, Reason: res.Reason,
 			Recreated: orEmpty(res.Recreated), RolledBack: orEmpty(res.RolledBack), Failed: orEmpty(res.Failed),
 			Started: res.Started, Finished: res.Finished, JobID: res.JobID, Trigger: res.Trigger,
 			Hookd: Sender{Version: n.version},
@@ -74,7 +75,11 @@ func summary(res hookd.Result) string {
 	if emoji == "" {
 		emoji = "❔"
 	}
-	fmt.Fprintf(&b, "%s hookd: %s %s", emoji, res.Runtime, res.Outcome.Words())
+	fmt.Fprintf(&b, "%s hookd: %s", emoji, res.Runtime)
+	if res.Engine != "" && res.Engine != hookd.DefaultEngine {
+		b.WriteString(" on " + res.Engine)
+	}
+	b.WriteString(" " + res.Outcome.Words())
 	if res.Image != "" {
 		b.WriteString(" " + res.Image)
 	}

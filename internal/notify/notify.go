@@ -88,7 +88,7 @@ type Notifier struct {
 	version   string
 
 	mu   sync.Mutex
-	last map[string]told // by runtime: the last result told
+	last map[string]told // by runtime and engine: the last result told
 }
 
 // told is what a result is deduplicated by.
@@ -156,8 +156,9 @@ func New(endpoints []config.Notify, m *Metrics, log *slog.Logger, opts ...Option
 func (n *Notifier) Notify(res hookd.Result) {
 	n.mu.Lock()
 	key := told{outcome: res.Outcome, digest: res.Digest}
-	repeat := n.last[res.Runtime] == key && res.Trigger != hookd.TriggerAdmin
-	n.last[res.Runtime] = key
+	at := res.Runtime + "\x00" + res.Engine
+	repeat := n.last[at] == key && res.Trigger != hookd.TriggerAdmin
+	n.last[at] = key
 	n.mu.Unlock()
 	if repeat {
 		for _, e := range n.endpoints {

@@ -53,6 +53,8 @@ type Registry interface {
 
 // Catalog knows the runtimes and their containers.
 type Catalog interface {
+	// Match names the runtimes a push of image concerns.
+	Match(ctx context.Context, image string) ([]string, error)
 	Get(ctx context.Context, name string) (hookd.Runtime, bool, error)
 	All(ctx context.Context) ([]hookd.Runtime, error)
 	Members(ctx context.Context, rt hookd.Runtime) ([]engine.Container, error)

@@ -48,7 +48,8 @@ type Service struct {
 	catalog   Catalog
 	registry  Registry
 	engine    Engine
-	sigGate   Gate // nil: no digest is checked
+	sigGate   Gate   // nil: no digest is checked
+	engName   string // the engine's name in jobs and results; empty: the only engine
 	metrics   *Metrics
 	log       *slog.Logger
 	notifiers []Notifier
@@ -90,6 +91,14 @@ func (s *Service) WithGate(g Gate) *Service {
 	return s
 }
 
+// OnEngine names the engine the service drives, in its jobs, results and logs. Call it before
+// Run.
+func (s *Service) OnEngine(name string) *Service {
+	s.engName = name
+	s.log = s.log.With("engine", name)
+	return s
+}
+
 // Accept durably records a verified delivery of image and queues one job per runtime. It is
 // the webhook's queue: a delivery id seen before queues nothing and reports dup. The hint, the
 // digest the delivery names, is kept only by the runtimes following image itself: one
@@ -98,7 +107,7 @@ func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []stri
 	now := time.Now()
 	jobs := make([]hookd.Job, len(runtimes))
 	for i, r := range runtimes {
-		jobs[i] = hookd.Job{Runtime: r, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Requests: 1, QueuedAt: now}
+		jobs[i] = hookd.Job{Runtime: r, Engine: s.engName, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Requests: 1, QueuedAt: now}
 		if rt, ok, err := s.catalog.Get(ctx, r); err == nil && ok && rt.Image == image {
 			jobs[i].Hint = hint
 		}
@@ -116,6 +125,7 @@ func (s *Service) Submit(ctx context.Context, j hookd.Job) (uint64, error) {
 	if j.QueuedAt.IsZero() {
 		j.QueuedAt = time.Now()
 	}
+	j.Engine = s.engName
 	id, err := s.store.Enqueue(j)
 	if err != nil {
 		return 0, err
@@ -136,7 +146,7 @@ func (s *Service) Refresh(ctx context.Context, runtime string, pullOnly bool) (h
 	// The waiter is registered under waitMu before a worker can finish the job: finish takes
 	// waitMu too, and the job does not exist before Enqueue commits.
 	s.waitMu.Lock()
-	id, err := s.store.Enqueue(hookd.Job{Runtime: runtime, Trigger: hookd.TriggerAdmin, Requests: 1, Force: true, PullOnly: pullOnly, QueuedAt: time.Now()})
+	id, err := s.store.Enqueue(hookd.Job{Runtime: runtime, Engine: s.engName, Trigger: hookd.TriggerAdmin, Requests: 1, Force: true, PullOnly: pullOnly, QueuedAt: time.Now()})
 	if err == nil {
 		s.waiters[id] = append(s.waiters[id], ch)
 	}
@@ -332,7 +342,7 @@ func (b *backoff) sleep(ctx context.Context) bool {
 // (every step is bounded), never half-way.
 func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result, done bool) {
 	res = hookd.Result{
-		JobID: job.ID, Runtime: job.Runtime, Trigger: job.Trigger, Requests: job.Requests,
+		JobID: job.ID, Runtime: job.Runtime, Engine: s.engName, Trigger: job.Trigger, Requests: job.Requests,
 		Started: time.Now(), Pulled: []string{}, Failed: []hookd.Failure{}, Recreated: []string{},
 	}
 	rt, ok, err := s.catalog.Get(ctx, job.Runtime)

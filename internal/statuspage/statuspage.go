@@ -21,8 +21,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/hookd/hookd/internal/admin"
-	"github.com/hookd/hookd/internal/catalog"
-	"github.com/hookd/hookd/internal/store"
 	"github.com/hookd/hookd/internal/webhook"
 )
 
@@ -47,10 +45,8 @@ type Page struct {
 	sessions *sessions
 	// crossOrigin refuses forms posted from another site (a forced logout or login).
 	crossOrigin *http.CrossOriginProtection
-	catalog     *catalog.Catalog
-	store       *store.Store
+	hosts       []admin.Host
 	recent      *webhook.Recent
-	engine      admin.Engine // nil: no container lists
 	log         *slog.Logger
 }
 
@@ -60,18 +56,15 @@ type Option func(*Page)
 // WithThrottle bounds wrong tokens at the login with t (shared with the admin API).
 func WithThrottle(t *admin.Throttle) Option { return func(p *Page) { p.throttle = t } }
 
-// WithEngine makes the page list each runtime's containers.
-func WithEngine(eng admin.Engine) Option { return func(p *Page) { p.engine = eng } }
-
 // WithHTTPS marks session cookies Secure on every answer, not only when the request came over
 // TLS or says so in X-Forwarded-Proto.
 func WithHTTPS(on bool) Option { return func(p *Page) { p.https = on } }
 
 // New returns the page. An empty token leaves it open; recent may be nil. Sessions are kept in
 // memory: a restart, or a logout, ends them.
-func New(token string, cat *catalog.Catalog, st *store.Store, recent *webhook.Recent, log *slog.Logger, opts ...Option) *Page {
+func New(token string, hosts []admin.Host, recent *webhook.Recent, log *slog.Logger, opts ...Option) *Page {
 	p := &Page{tokenSum: sha256.Sum256([]byte(token)), locked: token != "", sessions: &sessions{byID: map[[sha256.Size]byte]time.Time{}},
-		crossOrigin: http.NewCrossOriginProtection(), catalog: cat, store: st, recent: recent, log: log}
+		crossOrigin: http.NewCrossOriginProtection(), hosts: hosts, recent: recent, log: log}
 	for _, o := range opts {
 		o(p)
 	}
@@ -89,12 +82,15 @@ func (p *Page) Show(c echo.Context) error {
 	now := time.Now()
 	v := statusView{Now: now, Refresh: refreshSeconds, LoggedIn: p.locked}
 	code := http.StatusOK
-	runtimes, err := admin.StatusesWithContainers(c.Request().Context(), p.catalog, p.store, p.engine)
+	runtimes, err := admin.StatusesWithContainers(c.Request().Context(), p.hosts)
 	if err != nil {
 		p.log.Error("status page: read runtimes", "err", err)
 		v.Error = "Runtimes could not be read: " + err.Error()
-		code = http.StatusServiceUnavailable
+		if len(runtimes) == 0 {
+			code = http.StatusServiceUnavailable
+		}
 	}
+	v.Engines = len(p.hosts) > 1
 	v.Runtimes = runtimes
 	if p.recent != nil {
 		v.Deliveries = p.recent.List()

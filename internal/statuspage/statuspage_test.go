@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd"
+	"github.com/hookd/hookd/internal/admin"
 	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/refresh"
 	"github.com/hookd/hookd/internal/statuspage"
@@ -58,7 +59,7 @@ func newSite(t *testing.T, token string, tls bool, opts ...statuspage.Option) *s
 	e := echo.New()
 	e.POST("/hooks/ghcr", webhook.New(verifier, cat, svc, "ghcr.io", 1<<20, webhook.NewMetrics(reg), recent, log).Handle)
 	// As cmd/hookd's routes file mounts them.
-	page := statuspage.New(token, cat, st, recent, log, opts...)
+	page := statuspage.New(token, []admin.Host{{Engine: hookd.DefaultEngine, Catalog: cat, Store: st}}, recent, log, opts...)
 	e.GET("/", page.Show)
 	if page.Locked() {
 		e.POST("/login", page.Login)

@@ -22,15 +22,20 @@ type statusView struct {
 	// counts them since start.
 	Rejected      []webhook.Seen
 	RejectedTotal int
+	// Engines is true with several engines: each card names its engine.
+	Engines bool
 }
 
 // runtimeView carries the page's clock into the runtime template.
 type runtimeView struct {
-	Now time.Time
-	S   admin.Status
+	Now     time.Time
+	S       admin.Status
+	Engines bool
 }
 
-func rt(now time.Time, s admin.Status) runtimeView { return runtimeView{Now: now, S: s} }
+func rt(now time.Time, engines bool, s admin.Status) runtimeView {
+	return runtimeView{Now: now, S: s, Engines: engines}
+}
 
 type loginView struct{ Message string }
 
@@ -189,7 +194,7 @@ input[type=password]{width:100%;font:inherit;padding:.5rem;border-radius:6px;bor
 
 <section id="runtimes">
 <h2>Runtimes</h2>
-{{range .Runtimes}}{{template "runtime" (rt $.Now .)}}{{else}}<p class="card muted">No runtimes: none is configured and no running container is labelled hookd.enable=true.</p>{{end}}
+{{range .Runtimes}}{{template "runtime" (rt $.Now $.Engines .)}}{{else}}<p class="card muted">No runtimes: none is configured and no running container is labelled hookd.enable=true.</p>{{end}}
 </section>
 
 <section id="deliveries">
@@ -220,8 +225,8 @@ input[type=password]{width:100%;font:inherit;padding:.5rem;border-radius:6px;bor
 </body>
 </html>{{end}}
 
-{{define "runtime"}}{{$s := .S}}<article class="card runtime" data-runtime="{{$s.Name}}">
-<div class="top"><h3>{{$s.Name}}</h3>
+{{define "runtime"}}{{$s := .S}}<article class="card runtime" data-runtime="{{$s.Name}}" data-engine="{{$s.Engine}}">
+<div class="top"><h3>{{$s.Name}}{{if .Engines}} <span class="muted">on {{$s.Engine}}</span>{{end}}</h3>
 {{if $s.Behind}}<span class="badge warn">behind the registry</span>{{else if $s.DigestRunning}}<span class="badge ok">up to date</span>{{else}}<span class="badge warn">no digest known yet</span>{{end}}
 {{if not $s.Recreate}}<span class="badge warn">pull only</span>{{end}}
 </div>

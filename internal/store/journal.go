@@ -62,7 +62,7 @@ func (s *Store) WriteJournal(r *Rollout) error {
 		return fmt.Errorf("journal %s: %w", r.Runtime, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJournal).Put([]byte(r.Runtime), raw)
+		return s.bucket(tx, bucketJournal).Put([]byte(r.Runtime), raw)
 	})
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", r.Runtime, err)
@@ -73,7 +73,7 @@ func (s *Store) WriteJournal(r *Rollout) error {
 // ClearJournal forgets a rollout that ended.
 func (s *Store) ClearJournal(runtime string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJournal).Delete([]byte(runtime))
+		return s.bucket(tx, bucketJournal).Delete([]byte(runtime))
 	})
 	if err != nil {
 		return fmt.Errorf("clear journal %s: %w", runtime, err)
@@ -85,7 +85,7 @@ func (s *Store) ClearJournal(runtime string) error {
 func (s *Store) Journal(runtime string) (r *Rollout, ok bool, err error) {
 	r = &Rollout{}
 	err = s.db.View(func(tx *bolt.Tx) error {
-		ok, err = getJSON(tx.Bucket(bucketJournal), runtime, r)
+		ok, err = getJSON(s.bucket(tx, bucketJournal), runtime, r)
 		return err
 	})
 	if err != nil {
@@ -98,7 +98,7 @@ func (s *Store) Journal(runtime string) (r *Rollout, ok bool, err error) {
 func (s *Store) Journals() ([]*Rollout, error) {
 	var out []*Rollout
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+		return s.bucket(tx, bucketJournal).ForEach(func(k, v []byte) error {
 			r := &Rollout{}
 			if err := json.Unmarshal(v, r); err != nil {
 				return fmt.Errorf("journal %s: %w", k, err)

@@ -28,7 +28,7 @@ type Record struct {
 func (s *Store) UpdateRecord(runtime string, change func(*Record)) (Record, error) {
 	var r Record
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
+		b := s.bucket(tx, bucketRecords)
 		r = Record{}
 		if _, err := getJSON(b, runtime, &r); err != nil {
 			return err
@@ -47,7 +47,7 @@ func (s *Store) UpdateRecord(runtime string, change func(*Record)) (Record, erro
 func (s *Store) Record(runtime string) (Record, error) {
 	var r Record
 	err := s.db.View(func(tx *bolt.Tx) error {
-		_, err := getJSON(tx.Bucket(bucketRecords), runtime, &r)
+		_, err := getJSON(s.bucket(tx, bucketRecords), runtime, &r)
 		return err
 	})
 	if err != nil {
