@@ -211,3 +211,31 @@ func Eventually(t testing.TB, within time.Duration, cond func() (bool, string)) 
 		time.Sleep(50 * time.Millisecond) // the polling interval, not synchronisation
 	}
 }
+
+// SecondEngineEnv names the DOCKER_HOST of a second engine for the tests of several engines;
+// `.ci/engine2 start` starts one and prints it.
+const SecondEngineEnv = "HOOKD_TEST_DOCKER_HOST_2"
+
+// SecondEngine returns a client for the second engine and its host, closed when t ends. It
+// skips t without one, or fails it when HOOKD_REQUIRE_DOCKER=1.
+func SecondEngine(t testing.TB) (*client.Client, string) {
+	t.Helper()
+	host := os.Getenv(SecondEngineEnv)
+	if host == "" {
+		if os.Getenv("HOOKD_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("a second docker engine is required (HOOKD_REQUIRE_DOCKER=1): set %s (.ci/engine2 start prints one)", SecondEngineEnv)
+		}
+		t.Skipf("no second docker engine: %s is not set", SecondEngineEnv)
+	}
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("docker client for %s: %v", host, err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		t.Fatalf("second docker engine %s does not answer: %v", host, err)
+	}
+	return cli, host
+}
