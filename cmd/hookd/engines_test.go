@@ -330,4 +330,19 @@ runtimes:
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz with both engines: %d", resp.StatusCode)
 	}
+
+	// A manual refresh runs on both and answers with each engine's result.
+	var res struct {
+		Outcome string `json:"result"`
+		Engines []struct {
+			Engine  string `json:"engine"`
+			Outcome string `json:"result"`
+		} `json:"engines"`
+	}
+	if code := h.admin(http.MethodPost, "/admin/refresh?runtime="+runtime, &res); code != http.StatusOK {
+		t.Fatalf("/admin/refresh: %d", code)
+	}
+	if res.Outcome != "up_to_date" || len(res.Engines) != 2 || res.Engines[0].Engine != "alpha" || res.Engines[1].Engine != "beta" {
+		t.Fatalf("/admin/refresh on two engines: %+v, want up_to_date on alpha and beta", res)
+	}
 }

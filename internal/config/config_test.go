@@ -199,3 +199,62 @@ func TestNormalizeImageKeepsTheTagAsSpelled(t *testing.T) {
 		t.Error("a reference pinned to a digest was accepted")
 	}
 }
+
+func TestEngines(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Load("", env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.EngineNames(); !slices.Equal(got, []string{hookd.DefaultEngine}) || c.Engines[0].Host != "" {
+		t.Fatalf("engines without config: %+v, want one named local from DOCKER_HOST", c.Engines)
+	}
+	ca := write(t, dir, "ca.pem", "x")
+	cfg := write(t, dir, "ok.yaml", `
+engines:
+  - {name: a, host: "unix:///var/run/docker.sock"}
+  - {name: b, host: "tcp://10.0.0.2:2376", tls: {ca: `+ca+`, cert: `+ca+`, key: `+ca+`}}
+  - {name: c, host: "ssh://deploy@10.0.0.3"}
+runtimes:
+  - {name: web, image: ghcr.io/acme/web, engines: [a, c]}
+  - {name: api, image: ghcr.io/acme/api}
+`)
+	c, err = config.Load(cfg, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(rts []hookd.Runtime) (out []string) {
+		for _, r := range rts {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	if got := names(c.RuntimesOn("b")); !slices.Equal(got, []string{"api"}) {
+		t.Fatalf("runtimes on b: %v, want api only", got)
+	}
+	if got := names(c.RuntimesOn("c")); !slices.Equal(got, []string{"web", "api"}) {
+		t.Fatalf("runtimes on c: %v", got)
+	}
+	bad := write(t, dir, "bad.yaml", `
+engines:
+  - {name: a, host: "unix:///var/run/docker.sock", tls: {ca: /nonexistent/ca.pem}}
+  - {name: a, host: "tcp://10.0.0.2:2376"}
+  - {name: "b c", host: "http://x"}
+  - {name: d}
+runtimes:
+  - {name: web, image: ghcr.io/acme/web, engines: [nowhere]}
+`)
+	_, err = config.Load(bad, env())
+	if err == nil {
+		t.Fatal("a config of bad engines loaded")
+	}
+	for _, want := range []string{
+		"tls is for tcp:// hosts only", "tls.ca: stat /nonexistent/ca.pem", "tls.cert is required",
+		`name "a" used twice`, `name "b c"`, "scheme http", "host is required when there are several engines",
+		`runtime "web": engine "nowhere" is not in engines`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problems %q do not say %q", err, want)
+		}
+	}
+}

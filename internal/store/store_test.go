@@ -109,3 +109,65 @@ func TestPruneAcrossBatches(t *testing.T) {
 		t.Fatal("a live id was pruned")
 	}
 }
+
+// Each engine keeps its own queue, journals and records; one delivery id is shared by all. The
+// default engine's state is where a hookd of one engine kept it.
+func TestEnginesKeepTheirOwnState(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	if _, err := s.Enqueue(hookd.Job{Runtime: "r", Trigger: hookd.TriggerPoll}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteJournal(&Rollout{Runtime: "r", Ref: "before-engines"}); err != nil {
+		t.Fatal(err)
+	}
+	local, err := s.Engine(hookd.DefaultEngine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Engine("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := local.Pending("r"); !ok {
+		t.Fatal("the default engine does not see the queue of a hookd without engines")
+	}
+	if r, ok, _ := local.Journal("r"); !ok || r.Ref != "before-engines" {
+		t.Fatalf("the default engine's journal: %+v %v", r, ok)
+	}
+	if _, ok, _ := b.Pending("r"); ok {
+		t.Fatal("engine b sees the default engine's job")
+	}
+	if js, _ := b.Journals(); len(js) != 0 {
+		t.Fatalf("engine b sees journals %+v", js)
+	}
+
+	jobs := []hookd.Job{{Runtime: "r", Engine: "b", Requests: 1}, {Runtime: "r", Engine: hookd.DefaultEngine, Requests: 1}}
+	if dup, err := s.Accept("d1", time.Now(), jobs); err != nil || dup {
+		t.Fatalf("accept: dup=%v err=%v", dup, err)
+	}
+	if dup, _ := b.Accept("d1", time.Now(), jobs); !dup {
+		t.Fatal("a delivery id taken on one engine's view is new on another's")
+	}
+	if j, ok, _ := b.Take("r"); !ok || j.Engine != "b" {
+		t.Fatalf("engine b's job: %+v %v", j, ok)
+	}
+	if j, ok, _ := local.Pending("r"); !ok || j.Requests != 2 {
+		t.Fatalf("the default engine's job: %+v %v, want the poll's merged with the delivery's", j, ok)
+	}
+	if _, err := b.UpdateRecord("r", func(r *Record) { r.RunningDigest = "sha256:b" }); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := local.Record("r"); rec.RunningDigest != "" {
+		t.Fatalf("engine b's record reached the default engine: %+v", rec)
+	}
+	s.Close()
+	again := open(t, dir)
+	b2, err := again.Engine("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := b2.Record("r"); rec.RunningDigest != "sha256:b" {
+		t.Fatalf("engine b's record after reopening: %+v", rec)
+	}
+}
