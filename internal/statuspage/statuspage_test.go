@@ -319,3 +319,49 @@ func TestStatusPageShowsRefusal(t *testing.T) {
 		}
 	}
 }
+
+// With several engines each runtime has a card per engine it lives on, naming the engine, with
+// that engine's own result.
+func TestStatusPageShowsEachEngine(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rts := []hookd.Runtime{{Name: "storefront", Image: image}}
+	var hosts []admin.Host
+	for i, name := range []string{"edge-1", "edge-2"} {
+		es, err := st.Engine(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcome := []hookd.Outcome{hookd.OutcomeRolledOut, hookd.OutcomeFailed}[i]
+		if err := es.Finish(hookd.Result{JobID: 7, Runtime: "storefront", Engine: name, Outcome: outcome, Image: image,
+			Reason: "reason-on-" + name, Started: time.Now(), Finished: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, admin.Host{Engine: name, Catalog: catalog.New(rts, nil, time.Minute), Store: es})
+	}
+	page := statuspage.New("", hosts, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e := echo.New()
+	e.GET("/", page.Show)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /: %d", resp.StatusCode)
+	}
+	for _, want := range []string{`data-engine="edge-1"`, `data-engine="edge-2"`, "on edge-1", "on edge-2", "reason-on-edge-1", "reason-on-edge-2"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if i, j := strings.Index(string(body), "reason-on-edge-1"), strings.Index(string(body), `data-engine="edge-2"`); i < 0 || j < 0 || i > j {
+		t.Error("edge-1's result is not on edge-1's card")
+	}
+}
