@@ -31,7 +31,8 @@ func routes(e *echo.Echo, h handlers) {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.daemon.ready)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(h.daemon.metrics, promhttp.HandlerOpts{})))
+	// An engine whose runtimes cannot be read costs its own series, not every engine's.
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(h.daemon.metrics, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
 
 	// Admin API: bearer token, throttled with the login (429 + Retry-After past the limits).
 	if h.admin != nil {

@@ -204,6 +204,15 @@ func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (_ *
 		services = append(services, e.service)
 	}
 	d.service = refresh.NewFleet(st, services...)
+	// Nothing can settle a rollout on an engine hookd no longer drives: say so, once, loudly.
+	left, err := st.Unsettled(cfg.EngineNames())
+	if err != nil {
+		return nil, err
+	}
+	for engine, what := range left {
+		log.Warn("state of an engine that is not configured holds unfinished work; add it back to engines: to settle it "+
+			"(its containers may be set aside as NAME-hookd-old), or remove those containers by hand", "engine", engine, "work", what)
+	}
 	return d, nil
 }
 

@@ -42,18 +42,22 @@ type Catalog struct {
 	zeroConfig bool
 	maxAge     time.Duration
 
-	listMu     sync.Mutex
+	listing    chan struct{} // held by the one caller asking the engine; a context ends the wait
 	mu         sync.Mutex
 	byName     map[string]hookd.Runtime
 	byImage    map[string][]string
 	byRepo     map[string][]string // "host/repo" → the runtimes following any of its tags
 	discovered time.Time
+	// listFailed is when the last listing failed, and why: with no view yet, callers within a
+	// second get that answer instead of asking an engine that is away once more each.
+	listFailed time.Time
+	listErr    error
 }
 
 // New returns a catalog of the configured runtimes; with none, it discovers them through lister,
 // re-reading the engine when its view is older than maxAge.
 func New(runtimes []hookd.Runtime, lister Lister, maxAge time.Duration) *Catalog {
-	c := &Catalog{lister: lister, zeroConfig: len(runtimes) == 0, maxAge: maxAge}
+	c := &Catalog{lister: lister, zeroConfig: len(runtimes) == 0, maxAge: maxAge, listing: make(chan struct{}, 1)}
 	c.set(runtimes)
 	return c
 }
@@ -198,20 +202,33 @@ func (c *Catalog) group(all []engine.Container) map[string][]engine.Container {
 
 // refresh re-reads the labelled containers in zero-config mode when the view is stale, or
 // when force is set and the view is older than a second (to bound engine calls under a flood).
-// The engine is asked outside mu, so lookups never wait on it; listMu lets one caller ask at a
-// time while the others wait for its answer.
+// The engine is asked outside mu, so lookups never wait on it; listing lets one caller ask at a
+// time while the others wait for its answer, or for their context to end.
 func (c *Catalog) refresh(ctx context.Context, force bool) error {
 	if !c.zeroConfig {
 		return nil
 	}
-	c.listMu.Lock()
-	defer c.listMu.Unlock()
 	c.mu.Lock()
 	discovered := c.discovered
+	c.mu.Unlock()
+	select {
+	case c.listing <- struct{}{}:
+	case <-ctx.Done():
+		if !discovered.IsZero() {
+			return nil // a stale view beats none while the engine is slow
+		}
+		return fmt.Errorf("discover runtimes: %w", ctx.Err())
+	}
+	defer func() { <-c.listing }()
+	c.mu.Lock()
+	discovered, failed, failErr := c.discovered, c.listFailed, c.listErr
 	c.mu.Unlock()
 	age := time.Since(discovered)
 	if age < c.maxAge && (!force || age < time.Second) {
 		return nil
+	}
+	if discovered.IsZero() && time.Since(failed) < time.Second {
+		return failErr
 	}
 	lctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
@@ -220,7 +237,11 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 		if !discovered.IsZero() {
 			return nil // a stale view beats none while the engine is briefly away
 		}
-		return fmt.Errorf("discover runtimes: %w", err)
+		err = fmt.Errorf("discover runtimes: %w", err)
+		c.mu.Lock()
+		c.listFailed, c.listErr = time.Now(), err
+		c.mu.Unlock()
+		return err
 	}
 	var runtimes []hookd.Runtime
 	seen := map[string]bool{}

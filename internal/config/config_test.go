@@ -241,6 +241,7 @@ engines:
   - {name: a, host: "tcp://10.0.0.2:2376"}
   - {name: "b c", host: "http://x"}
   - {name: d}
+  - {name: e, host: "ssh://"}
 runtimes:
   - {name: web, image: ghcr.io/acme/web, engines: [nowhere]}
 `)
@@ -250,7 +251,7 @@ runtimes:
 	}
 	for _, want := range []string{
 		"tls is for tcp:// hosts only", "tls.ca: stat /nonexistent/ca.pem", "tls.cert is required",
-		`name "a" used twice`, `name "b c"`, "scheme http", "host is required when there are several engines",
+		`name "a" used twice`, `name "b c"`, "scheme http", "host is required when there are several engines", `host "ssh://" names no machine`,
 		`runtime "web": engine "nowhere" is not in engines`,
 	} {
 		if !strings.Contains(err.Error(), want) {

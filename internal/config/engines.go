@@ -60,7 +60,11 @@ func (c *Config) validateEngines() []error {
 			bad("%s: host %q: want unix:///path, tcp://host:port or ssh://user@host", where, e.Host)
 		} else {
 			switch u.Scheme {
-			case "unix", "tcp", "ssh":
+			case "unix":
+			case "tcp", "ssh":
+				if u.Host == "" {
+					bad("%s: host %q names no machine", where, e.Host)
+				}
 			default:
 				bad("%s: host %q: scheme %s: want unix, tcp or ssh", where, e.Host, u.Scheme)
 			}

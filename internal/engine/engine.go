@@ -30,9 +30,9 @@ type Engine struct {
 
 	// The client negotiates its API version lazily on its first request, and some of its calls
 	// read the version before that negotiation, unlocked: two first requests at once race.
-	// api negotiates once, under negMu, before any call goes out.
-	negMu      sync.Mutex
-	negotiated atomic.Bool
+	// api negotiates once, holding negotiating, before any call goes out.
+	negotiating chan struct{}
+	negotiated  atomic.Bool
 
 	selfMu    sync.Mutex
 	self      string
@@ -48,7 +48,7 @@ func New() (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Engine{cli: cli}, nil
+	return newEngine(cli), nil
 }
 
 // TLS are the files of a tcp:// engine's mutual TLS.
@@ -81,7 +81,11 @@ func Open(host string, tls *TLS) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
-	return &Engine{cli: cli}, nil
+	return newEngine(cli), nil
+}
+
+func newEngine(cli *client.Client) *Engine {
+	return &Engine{cli: cli, negotiating: make(chan struct{}, 1)}
 }
 
 // api returns the client once its API version is negotiated; while the engine does not answer,
@@ -90,8 +94,12 @@ func (e *Engine) api(ctx context.Context) *client.Client {
 	if e.negotiated.Load() {
 		return e.cli
 	}
-	e.negMu.Lock()
-	defer e.negMu.Unlock()
+	select {
+	case e.negotiating <- struct{}{}:
+	case <-ctx.Done():
+		return e.cli // the call fails on ctx as it would have
+	}
+	defer func() { <-e.negotiating }()
 	if !e.negotiated.Load() {
 		if ping, err := e.cli.Ping(ctx); err == nil {
 			e.cli.NegotiateAPIVersionPing(ping)

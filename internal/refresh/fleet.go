@@ -34,26 +34,48 @@ func NewFleet(st *store.Store, services ...*Service) *Fleet {
 // Services returns the engines' services, in configuration order.
 func (f *Fleet) Services() []*Service { return f.services }
 
+// lookupTimeout bounds what one delivery asks each engine's catalog (in zero-config mode a
+// listing of the engine), all engines at once: an engine that hangs costs the delivery this
+// much, well inside GitHub's 10 s, and never the others' jobs.
+const lookupTimeout = 3 * time.Second
+
+// eachEngine runs ask on every engine's service at once, each under lookupTimeout.
+func (f *Fleet) eachEngine(ctx context.Context, ask func(ctx context.Context, i int, s *Service)) {
+	var wg sync.WaitGroup
+	for i, s := range f.services {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			defer cancel()
+			ask(ctx, i, s)
+		})
+	}
+	wg.Wait()
+}
+
 // Match names the runtimes a push of image concerns on any engine, each once.
 func (f *Fleet) Match(ctx context.Context, image string) ([]string, error) {
-	var out []string
-	var errs []error
-	for _, s := range f.services {
-		names, err := s.catalog.Match(ctx, image)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("engine %s: %w", s.engName, err))
-			continue
+	names := make([][]string, len(f.services))
+	errs := make([]error, len(f.services))
+	f.eachEngine(ctx, func(ctx context.Context, i int, s *Service) {
+		if names[i], errs[i] = s.catalog.Match(ctx, image); errs[i] != nil {
+			errs[i] = fmt.Errorf("engine %s: %w", s.engName, errs[i])
 		}
-		for _, n := range names {
+	})
+	var out []string
+	for _, ns := range names {
+		for _, n := range ns {
 			if !slices.Contains(out, n) {
 				out = append(out, n)
 			}
 		}
 	}
 	// An engine that cannot be listed (zero-config, engine away) must not lose the delivery
-	// for the others; with none listed there is nothing to queue on.
-	if len(out) == 0 && len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	// for the others; with none listed there is nothing to queue on. The one away catches up
+	// through its poll once it answers.
+	if len(out) == 0 {
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -62,9 +84,8 @@ func (f *Fleet) Match(ctx context.Context, image string) ([]string, error) {
 // for each runtime on each engine it lives on. A delivery id taken before queues nothing.
 func (f *Fleet) Accept(ctx context.Context, deliveryID string, runtimes []string, image, hint string) (bool, error) {
 	now := time.Now()
-	var jobs []hookd.Job
-	woken := make([][]string, len(f.services))
-	for i, s := range f.services {
+	perEngine := make([][]hookd.Job, len(f.services))
+	f.eachEngine(ctx, func(ctx context.Context, i int, s *Service) {
 		for _, r := range runtimes {
 			rt, ok, err := s.catalog.Get(ctx, r)
 			if err != nil || !ok {
@@ -74,16 +95,17 @@ func (f *Fleet) Accept(ctx context.Context, deliveryID string, runtimes []string
 			if rt.Image == image {
 				j.Hint = hint
 			}
-			jobs = append(jobs, j)
-			woken[i] = append(woken[i], r)
+			perEngine[i] = append(perEngine[i], j)
 		}
-	}
-	dup, err := f.store.Accept(deliveryID, now, jobs)
+	})
+	dup, err := f.store.Accept(deliveryID, now, slices.Concat(perEngine...))
 	if err != nil || dup {
 		return dup, err
 	}
 	for i, s := range f.services {
-		s.notify(woken[i]...)
+		for _, j := range perEngine[i] {
+			s.notify(j.Runtime)
+		}
 	}
 	return false, nil
 }
@@ -92,23 +114,37 @@ func (f *Fleet) Accept(ctx context.Context, deliveryID string, runtimes []string
 // them all. With one engine the result is that engine's; with several it sums them up: the
 // lists of all, the worst outcome, and each engine's own result under Engines.
 func (f *Fleet) Refresh(ctx context.Context, runtime string, pullOnly bool) (hookd.Result, error) {
+	if len(f.services) == 1 {
+		return f.services[0].Refresh(ctx, runtime, pullOnly)
+	}
+	known := make([]bool, len(f.services))
+	errs := make([]error, len(f.services))
+	f.eachEngine(ctx, func(ctx context.Context, i int, s *Service) {
+		if _, known[i], errs[i] = s.catalog.Get(ctx, runtime); errs[i] != nil {
+			errs[i] = fmt.Errorf("engine %s: %w", s.engName, errs[i])
+		}
+	})
 	var on []*Service
-	for _, s := range f.services {
-		if _, ok, err := s.catalog.Get(ctx, runtime); err == nil && ok {
+	for i, s := range f.services {
+		if known[i] {
 			on = append(on, s)
 		}
 	}
 	if len(on) == 0 {
-		if len(f.services) == 1 { // its own words: the catalog's error, if it had one
-			return f.services[0].Refresh(ctx, runtime, pullOnly)
+		if err := errors.Join(errs...); err != nil { // not known to be unknown: the engines could not say
+			return hookd.Result{}, fmt.Errorf("refresh %s: %w", runtime, err)
 		}
 		return hookd.Result{}, fmt.Errorf("%w %q", ErrUnknownRuntime, runtime)
 	}
 	results := make([]hookd.Result, len(on))
-	errs := make([]error, len(on))
+	errs = make([]error, len(on))
 	var wg sync.WaitGroup
 	for i, s := range on {
-		wg.Go(func() { results[i], errs[i] = s.Refresh(ctx, runtime, pullOnly) })
+		wg.Go(func() {
+			if results[i], errs[i] = s.Refresh(ctx, runtime, pullOnly); errs[i] != nil {
+				errs[i] = fmt.Errorf("engine %s: %w", s.engName, errs[i])
+			}
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -73,6 +75,39 @@ func (s *Store) Engine(name string) (*Store, error) {
 		return nil, fmt.Errorf("open state of engine %s: %w", name, err)
 	}
 	return &Store{db: s.db, ns: ns}, nil
+}
+
+// Unsettled lists the engines, other than those named, whose state holds an interrupted
+// rollout or work not done: an engine taken out of the configuration leaves it behind.
+func (s *Store) Unsettled(configured []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		look := func(engine string, ns []byte) {
+			if slices.Contains(configured, engine) {
+				return
+			}
+			for _, b := range []struct {
+				name []byte
+				what string
+			}{{bucketJournal, "interrupted rollout of "}, {bucketRunning, "running job of "}, {bucketPending, "queued job of "}} {
+				_ = bucketIn(tx, ns, b.name).ForEach(func(k, _ []byte) error {
+					out[engine] = append(out[engine], b.what+string(k))
+					return nil
+				})
+			}
+		}
+		look(hookd.DefaultEngine, nil)
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if engine, ok := strings.CutPrefix(string(name), "engine/"); ok {
+				look(engine, name)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read state of engines: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Store) bucket(tx *bolt.Tx, name []byte) *bolt.Bucket {

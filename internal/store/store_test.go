@@ -171,3 +171,32 @@ func TestEnginesKeepTheirOwnState(t *testing.T) {
 		t.Fatalf("engine b's record after reopening: %+v", rec)
 	}
 }
+
+// Work left in the state of an engine taken out of the configuration is found.
+func TestUnsettledEngines(t *testing.T) {
+	s := open(t, t.TempDir())
+	if err := s.WriteJournal(&Rollout{Runtime: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Engine("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enqueue(hookd.Job{Runtime: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Engine("c"); err != nil { // configured once, nothing left
+		t.Fatal(err)
+	}
+	left, err := s.Unsettled([]string{"edge-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 || len(left[hookd.DefaultEngine]) != 1 || left[hookd.DefaultEngine][0] != "interrupted rollout of web" ||
+		len(left["b"]) != 1 || left["b"][0] != "queued job of api" {
+		t.Fatalf("unsettled %v", left)
+	}
+	if left, _ := s.Unsettled([]string{hookd.DefaultEngine, "b"}); len(left) != 0 {
+		t.Fatalf("configured engines reported unsettled: %v", left)
+	}
+}
