@@ -231,20 +231,26 @@ func (h *Handler) status(c echo.Context) error {
 // runtime, then engine in configuration order. An engine that cannot be read is named in the
 // error and leaves the others' statuses.
 func StatusesWithContainers(ctx context.Context, hosts []Host) ([]Status, error) {
-	var out []Status
-	var errs []error
-	for _, h := range hosts {
-		st, err := Statuses(ctx, h.Catalog, h.Store)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("engine %s: %w", h.Engine, err))
-			continue
-		}
-		for i := range st {
-			st[i].Engine = h.Engine
-		}
-		fillContainers(ctx, h.Catalog, h.Docker, st)
-		out = append(out, st...)
+	// Engines are read at once: a slow one costs the answer its own time, not the sum.
+	per := make([][]Status, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			st, err := Statuses(ctx, h.Catalog, h.Store)
+			if err != nil {
+				errs[i] = fmt.Errorf("engine %s: %w", h.Engine, err)
+				return
+			}
+			for j := range st {
+				st[j].Engine = h.Engine
+			}
+			fillContainers(ctx, h.Catalog, h.Docker, st)
+			per[i] = st
+		})
 	}
+	wg.Wait()
+	out := slices.Concat(per...)
 	slices.SortStableFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
 	return out, errors.Join(errs...)
 }
