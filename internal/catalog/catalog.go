@@ -232,6 +232,12 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 		seen[img] = true
 		runtimes = append(runtimes, hookd.NewRuntime(img, img))
 	}
+	for _, img := range c.discoverServices(lctx) {
+		if !seen[img] {
+			seen[img] = true
+			runtimes = append(runtimes, hookd.NewRuntime(img, img))
+		}
+	}
 	c.mu.Lock()
 	c.set(runtimes)
 	c.discovered = time.Now()
