@@ -25,6 +25,8 @@ const (
 	// replacement being made, the old one set aside); they are never members of a runtime.
 	TempSuffix  = "-hookd-new"
 	AsideSuffix = "-hookd-old"
+	// labelSwarmTask is on the containers Swarm runs for a service's tasks.
+	labelSwarmTask = "com.docker.swarm.task.id"
 )
 
 // listTimeout bounds one zero-config listing, so a hung engine cannot hold deliveries past
@@ -182,6 +184,9 @@ func (c *Catalog) group(all []engine.Container) map[string][]engine.Container {
 	for _, ct := range all {
 		if strings.HasSuffix(ct.Name, TempSuffix) || strings.HasSuffix(ct.Name, AsideSuffix) {
 			continue
+		}
+		if ct.Labels[labelSwarmTask] != "" {
+			continue // a Swarm task's container: its service is the member, Swarm replaces it
 		}
 		name := ct.Labels[LabelRuntime]
 		if c.zeroConfig {
