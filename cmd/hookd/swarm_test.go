@@ -153,6 +153,7 @@ type swarmResult struct {
 	Reason     string   `json:"reason"`
 	Services   []string `json:"services"`
 	RolledBack []string `json:"rolled_back"`
+	Trigger    string   `json:"trigger"`
 }
 
 // lastResult reads the runtime's last result from /admin/status once it is from a job after
@@ -366,5 +367,25 @@ func TestSwarmServiceSIGKILLMidUpdate(t *testing.T) {
 	}
 	if st := s.service(id).UpdateStatus; st == nil || st.State != swarm.UpdateStateCompleted {
 		t.Errorf("update status %+v, want completed", st)
+	}
+}
+
+func TestSwarmPollQueuesABehindService(t *testing.T) {
+	s := newSwarmFleet(t)
+	v1 := s.push(testkit.App{Version: "v1"})
+	id := s.create(v1, swarmUpdate, nil)
+	// The tag moves with no delivery; the engine already holds the new digest, so only the
+	// service's spec and tasks say the runtime is behind.
+	v2 := s.push(testkit.App{Version: "v2"})
+	s.install(v2)
+	h := startHookd(t, s.config(""), t.TempDir(), map[string]string{"HOOKD_POLL_INTERVAL": "1h"}) // one pass at start
+
+	res := h.lastResult(s.runtime, 0)
+	if res.Result != "rolled_out" || res.Trigger != "poll" || len(res.Services) != 1 {
+		t.Fatalf("result %+v, want the poll's job rolling the service out", res)
+	}
+	s.waitTasks(id, v2)
+	if n := h.metric("hookd_poll_checks_total", "result=queued"); n != 1 {
+		t.Errorf("hookd_poll_checks_total{queued} = %v, want 1", n)
 	}
 }

@@ -57,17 +57,6 @@ func ImageDigest(image string) string {
 	return d
 }
 
-// ImageRepository is the repository of an image reference, normalized ("ghcr.io/acme/web",
-// "index.docker.io/library/nginx"), so the engine's familiar forms compare with hookd's.
-func ImageRepository(image string) string {
-	ref, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		ref = ref[:i]
-	}
-	repo, _, _ := strings.Cut(canonical(ref+"@sha256:"+strings.Repeat("0", 64)), "@")
-	return repo
-}
-
 // Services returns the services labelled label=value (any value when value is ""), each with
 // its tasks, sorted by name. An engine that is in no swarm has none; on a swarm worker it fails
 // with ErrNotManager.

@@ -10,12 +10,17 @@ import (
 // errNoSwarm is the fake's answer to service calls: it is in no swarm, as most engines are.
 var errNoSwarm = errors.New("This node is not a swarm manager.")
 
-// Services lists none: the fake is in no swarm (the real engine answers the same, not an error).
+// Services lists none unless OnServices says otherwise: the fake is in no swarm (the real
+// engine answers the same, not an error).
 func (e *Engine) Services(ctx context.Context, label, value string) ([]engine.Service, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.down {
+	down, hook := e.down, e.OnServices
+	e.mu.Unlock()
+	if down {
 		return nil, errDown()
+	}
+	if hook != nil {
+		return hook(label, value)
 	}
 	return nil, nil
 }
