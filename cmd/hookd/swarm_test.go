@@ -253,6 +253,7 @@ func TestSwarmServiceRolledBackBySwarm(t *testing.T) {
 		t.Fatalf("delivery: %d %v", code, answer)
 	}
 	res := h.lastResult(s.runtime, 0)
+	t.Logf("result: %+v", res)
 	if res.Result != "rolled_back" || !strings.Contains(res.Reason, "rolled back by Swarm") || len(res.RolledBack) != 1 {
 		t.Fatalf("result %+v, want rolled_back by Swarm naming the service", res)
 	}

@@ -415,7 +415,7 @@ func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result,
 		return finished(&res, hookd.OutcomeUpToDate, "the engine already holds "+digest), true
 	}
 	s.rollout(ctx, rt, ref, img.id, &res)
-	return s.rolloutServices(ctx, rt, ref, digest, rec.RunningDigest, &res), true
+	return s.rolloutServices(ctx, rt, ref, digest, rec.RunningDigest, &res)
 }
 
 type pulledImage struct {

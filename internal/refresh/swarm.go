@@ -27,8 +27,9 @@ const (
 type serviceEnd struct {
 	outcome hookd.Outcome // up_to_date, rolled_out, rolled_back or failed
 	reason  string        // Swarm's message, or why hookd did not touch the service
-	// pending is set when Swarm was still rolling when hookd stopped waiting.
-	pending bool
+	// pending is set when Swarm was still rolling when hookd stopped waiting; stopped when
+	// that was because hookd is stopping.
+	pending, stopped bool
 }
 
 // rolloutServices updates the runtime's Swarm services to digest once its containers have
@@ -37,9 +38,12 @@ type serviceEnd struct {
 // A service Swarm is already updating is left alone. prevRunning is the digest the runtime was
 // recorded running before this job: while a service is not on the new digest, that stays the
 // record, so the poll looks again.
-func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, digest, prevRunning string, res *hookd.Result) hookd.Result {
+//
+// done is false when hookd stopped while Swarm was still updating a service: the job is left for
+// the next start, which reads Swarm's outcome from the journal first and submits nothing again.
+func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, digest, prevRunning string, res *hookd.Result) (_ hookd.Result, done bool) {
 	if !res.Outcome.Good() || res.Outcome == hookd.OutcomePulled {
-		return *res // the containers failed or rolled back: their digest goes no further
+		return *res, true // the containers failed or rolled back: their digest goes no further
 	}
 	pctx, cancel := context.WithTimeout(ctx, planTimeout)
 	svcs, err := s.catalog.ServiceMembers(pctx, s.engine, rt)
@@ -49,13 +53,13 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 	case errors.Is(err, engine.ErrNotManager) && !noContainers:
 		// The containers are this engine's to roll; services, if any, are a manager's.
 		s.log.Warn("services not checked", "runtime", rt.Name, "err", err)
-		return *res
+		return *res, true
 	case err != nil:
 		s.unmarkRunning(rt.Name, digest, prevRunning)
 		res.Failed = append(res.Failed, hookd.Failure{Ref: ref, Reason: err.Error()})
-		return finished(res, hookd.OutcomeFailed, "services: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, "services: "+err.Error()), true
 	case len(svcs) == 0:
-		return *res
+		return *res, true
 	}
 	if noContainers {
 		res.Reason = ""
@@ -64,7 +68,7 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 	var auth engine.Auth
 	if creds, err := s.registry.Credentials(ctx, rt.Image); err != nil {
 		s.unmarkRunning(rt.Name, digest, prevRunning)
-		return finished(res, hookd.OutcomeFailed, "services: registry credentials: "+err.Error())
+		return finished(res, hookd.OutcomeFailed, "services: registry credentials: "+err.Error()), true
 	} else {
 		auth = engine.Auth{Username: creds.Username, Password: creds.Password, IdentityToken: creds.IdentityToken, RegistryToken: creds.RegistryToken}
 	}
@@ -72,6 +76,10 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 	var reasons []string
 	for _, svc := range svcs {
 		end := s.updateService(ctx, rt, svc, image, digest, auth, res.JobID)
+		if end.stopped {
+			s.unmarkRunning(rt.Name, digest, prevRunning)
+			return *res, false
+		}
 		s.log.Info("service update", "runtime", rt.Name, "service", svc.Name, "result", end.outcome, "reason", end.reason)
 		switch end.outcome {
 		case hookd.OutcomeRolledOut:
@@ -99,7 +107,7 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 	if outcome == hookd.OutcomeRolledBack {
 		s.rememberFailed(rt.Name, digest, strings.Join(reasons, "; "))
 	}
-	return finished(res, outcome, strings.Join(reasons, "; "))
+	return finished(res, outcome, strings.Join(reasons, "; ")), true
 }
 
 // reasonNoContainers is the containers' rollout's word for a runtime without containers.
@@ -181,16 +189,27 @@ func (s *Service) awaitService(ctx context.Context, id, digest string, from uint
 	defer cancel()
 	tick := time.NewTicker(servicePoll)
 	defer tick.Stop()
+	var cause string // Swarm says why it rolls back while it does; its last word is "rollback completed"
 	for {
 		svc, err := s.engine.Service(ctx, id)
 		if err == nil {
+			if svc.UpdateState == "rollback_started" && svc.UpdateMessage != "" {
+				cause = svc.UpdateMessage
+			}
 			if end, ok := serviceOutcome(svc, digest, from, submitted); ok {
+				if end.outcome == hookd.OutcomeRolledBack && cause != "" && cause != end.reason {
+					end.reason = cause + " (" + end.reason + ")"
+				}
 				return end
 			}
 		} else if ctx.Err() == nil {
 			s.log.Warn("read service during its update", "service", id, "err", err)
 		}
 		select {
+		case <-s.stopping:
+			// Swarm goes on without hookd: the journal stays, and the next start reads the end.
+			return serviceEnd{outcome: hookd.OutcomeFailed, pending: true, stopped: true,
+				reason: "hookd stopped while Swarm was updating the service; the next start reads its outcome"}
 		case <-ctx.Done():
 			state := svc.UpdateState
 			if state == "" {
