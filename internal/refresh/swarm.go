@@ -54,6 +54,9 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 		// The containers are this engine's to roll; services, if any, are a manager's.
 		s.log.Warn("services not checked", "runtime", rt.Name, "err", err)
 		return *res, true
+	case errors.Is(err, engine.ErrNotManager):
+		s.unmarkRunning(rt.Name, digest, prevRunning)
+		return finished(res, hookd.OutcomeFailed, err.Error()), true
 	case err != nil:
 		s.unmarkRunning(rt.Name, digest, prevRunning)
 		res.Failed = append(res.Failed, hookd.Failure{Ref: ref, Reason: err.Error()})
@@ -65,13 +68,13 @@ func (s *Service) rolloutServices(ctx context.Context, rt hookd.Runtime, ref, di
 		res.Reason = ""
 	}
 	image := rt.Image + "@" + digest
-	var auth engine.Auth
-	if creds, err := s.registry.Credentials(ctx, rt.Image); err != nil {
+	// The nodes pull with the credentials the manager's pull used, as --with-registry-auth.
+	creds, err := s.registry.Credentials(ctx, rt.Image)
+	if err != nil {
 		s.unmarkRunning(rt.Name, digest, prevRunning)
 		return finished(res, hookd.OutcomeFailed, "services: registry credentials: "+err.Error()), true
-	} else {
-		auth = engine.Auth{Username: creds.Username, Password: creds.Password, IdentityToken: creds.IdentityToken, RegistryToken: creds.RegistryToken}
 	}
+	auth := engine.Auth{Username: creds.Username, Password: creds.Password, IdentityToken: creds.IdentityToken, RegistryToken: creds.RegistryToken}
 	outcome := res.Outcome
 	var reasons []string
 	for _, svc := range svcs {
