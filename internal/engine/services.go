@@ -166,21 +166,6 @@ func (e *Engine) UpdateServiceImage(ctx context.Context, id string, version uint
 	return resp.Warnings, nil
 }
 
-// SwarmManager fails with ErrNotManager on a swarm worker and with a plain error on an engine
-// in no swarm; nil on a manager.
-func (e *Engine) SwarmManager(ctx context.Context) error {
-	st, err := e.swarmState(ctx)
-	switch {
-	case err != nil:
-		return err
-	case st == swarmWorker:
-		return ErrNotManager
-	case st == swarmNone:
-		return errors.New("services need a swarm manager: this engine is in no swarm")
-	}
-	return nil
-}
-
 type swarmRole int
 
 const (
