@@ -161,10 +161,13 @@ type Result struct {
 	Failed     []Failure `json:"failed"`
 	Recreated  []string  `json:"recreated"`
 	RolledBack []string  `json:"rolled_back,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	Requests   int       `json:"requests"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
+	// Services are the Swarm services Swarm rolled to the digest in this job (a service Swarm
+	// rolled back is in RolledBack).
+	Services []string  `json:"services,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Requests int       `json:"requests"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 	// Engines are each engine's own result, when the runtime lives on several.
 	Engines []Result `json:"engines,omitempty"`
 }

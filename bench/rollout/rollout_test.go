@@ -273,14 +273,21 @@ func runContainer(b *testing.B, cli *client.Client, ref, name string, port int, 
 	return created.ID
 }
 
-// benchHookd is a `hookd serve` subprocess.
+// benchHookd is a `hookd serve` subprocess following one runtime.
 type benchHookd struct {
-	url  string
-	cmd  *exec.Cmd
-	done chan error
+	url     string
+	cmd     *exec.Cmd
+	done    chan error
+	runtime string
+	name    string // the package: the runtime follows registryHost/org/<name>:latest
 }
 
 func startHookd(b *testing.B, registryHost string) *benchHookd {
+	return startHookdFor(b, registryHost, "bench", "bench")
+}
+
+// startHookdFor serves a runtime called runtime that follows registryHost/org/<pkg>:latest.
+func startHookdFor(b *testing.B, registryHost, runtime, pkg string) *benchHookd {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "hookd")
@@ -295,10 +302,10 @@ registry_host: %q
 poll:
   interval: 0
 runtimes:
-  - name: bench
-    image: %s/org/bench:latest
+  - name: %s
+    image: %s/org/%s:latest
     min_uptime: 1ns
-`, registryHost, registryHost)
+`, registryHost, runtime, registryHost, pkg)
 	cfgFile := filepath.Join(dir, "hookd.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
@@ -317,7 +324,7 @@ runtimes:
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start hookd: %v", err)
 	}
-	h := &benchHookd{cmd: cmd, done: make(chan error, 1)}
+	h := &benchHookd{cmd: cmd, done: make(chan error, 1), runtime: runtime, name: pkg}
 	addr := make(chan string, 1)
 	go func() {
 		// Read to the end, so hookd never blocks on a full pipe.
@@ -355,7 +362,7 @@ runtimes:
 
 func (h *benchHookd) deliver(b *testing.B, digest, id string) {
 	b.Helper()
-	push := webhooktest.Push{Namespace: "org", Name: "bench", Tag: "latest", Digest: digest}
+	push := webhooktest.Push{Namespace: "org", Name: h.name, Tag: "latest", Digest: digest}
 	d := webhooktest.Delivery{Event: "package", ID: id, Body: webhooktest.Payload(push), Secret: []byte(benchSecret)}
 	code, answer, err := webhooktest.Send(context.Background(), http.DefaultClient, h.url+"/hooks/ghcr", d)
 	if err != nil || code != http.StatusAccepted {
@@ -391,11 +398,11 @@ func (h *benchHookd) last(b *testing.B) *benchResult {
 		b.Fatalf("/admin/status: %v", err)
 	}
 	for _, r := range out.Runtimes {
-		if r.Name == "bench" {
+		if r.Name == h.runtime {
 			return r.LastRollout
 		}
 	}
-	b.Fatal("runtime bench not in /admin/status")
+	b.Fatalf("runtime %s not in /admin/status", h.runtime)
 	return nil
 }
 

@@ -25,6 +25,8 @@ const (
 	// replacement being made, the old one set aside); they are never members of a runtime.
 	TempSuffix  = "-hookd-new"
 	AsideSuffix = "-hookd-old"
+	// labelSwarmTask is on the containers Swarm runs for a service's tasks.
+	labelSwarmTask = "com.docker.swarm.task.id"
 )
 
 // listTimeout bounds one zero-config listing, so a hung engine cannot hold deliveries past
@@ -187,6 +189,9 @@ func (c *Catalog) group(all []engine.Container) map[string][]engine.Container {
 		if strings.HasSuffix(ct.Name, TempSuffix) || strings.HasSuffix(ct.Name, AsideSuffix) {
 			continue
 		}
+		if ct.Labels[labelSwarmTask] != "" {
+			continue // a Swarm task's container: its service is the member, Swarm replaces it
+		}
 		name := ct.Labels[LabelRuntime]
 		if c.zeroConfig {
 			img, err := config.NormalizeImage(ct.Image)
@@ -252,6 +257,12 @@ func (c *Catalog) refresh(ctx context.Context, force bool) error {
 		}
 		seen[img] = true
 		runtimes = append(runtimes, hookd.NewRuntime(img, img))
+	}
+	for _, img := range c.discoverServices(lctx) {
+		if !seen[img] {
+			seen[img] = true
+			runtimes = append(runtimes, hookd.NewRuntime(img, img))
+		}
 	}
 	c.mu.Lock()
 	c.set(runtimes)

@@ -64,6 +64,8 @@ type Engine struct {
 	OnCreate func(oldID, image, name string) error
 	// ListCalls counts List calls.
 	ListCalls int
+	// OnServices, when set, answers Services (the fake is otherwise in no swarm).
+	OnServices func(label, value string) ([]engine.Service, error)
 }
 
 // New returns an empty engine.

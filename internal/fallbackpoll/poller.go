@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookd/hookd"
+	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/registry"
 	"github.com/hookd/hookd/internal/store"
@@ -51,6 +52,8 @@ type Submitter interface {
 type Catalog interface {
 	All(ctx context.Context) ([]hookd.Runtime, error)
 	MembersByRuntime(ctx context.Context) (map[string][]engine.Container, error)
+	// ServiceMembersByRuntime returns every runtime's Swarm services on the engine sl.
+	ServiceMembersByRuntime(ctx context.Context, sl catalog.ServiceLister) (map[string][]engine.Service, error)
 }
 
 // Resolver asks the registry what a tag points to now.
@@ -62,6 +65,7 @@ type Resolver interface {
 type Engine interface {
 	HasImage(ctx context.Context, repo, digest string) (id string, ok bool, err error)
 	SelfID(ctx context.Context) string
+	Services(ctx context.Context, label, value string) ([]engine.Service, error)
 }
 
 // Poller runs the fallback poll.
@@ -139,15 +143,19 @@ func (p *Poller) Pass(ctx context.Context) {
 	rolling := p.openJournals()
 	listedAt := time.Now()
 	members, membersErr := p.catalog.MembersByRuntime(ctx)
+	services, servicesErr := p.services(ctx)
+	if membersErr == nil {
+		membersErr = servicesErr
+	}
 	for rt := range p.openJournals() {
 		rolling[rt] = true
 	}
 	self := p.engine.SelfID(ctx)
-	view := func(rt hookd.Runtime, rec store.Record) ([]engine.Container, string, error) {
+	view := func(rt hookd.Runtime, rec store.Record) (runtimeView, error) {
 		if rolling[rt.Name] || rolledSince(rec, listedAt) {
-			return nil, "", errStale
+			return runtimeView{}, errStale
 		}
-		return members[rt.Name], self, membersErr
+		return runtimeView{members: members[rt.Name], services: services[rt.Name], self: self}, membersErr
 	}
 	byHost := map[string][]hookd.Runtime{}
 	for _, rt := range runtimes {
@@ -186,9 +194,26 @@ func (p *Poller) Pass(ctx context.Context) {
 	}
 }
 
-// view returns the runtime's containers and hookd's own container id, as listed for the pass,
-// or errStale when a rollout of the runtime changed them around the listing.
-type view func(hookd.Runtime, store.Record) (members []engine.Container, self string, err error)
+// view returns the runtime's containers and services and hookd's own container id, as listed
+// for the pass, or errStale when a rollout of the runtime changed them around the listing.
+type view func(hookd.Runtime, store.Record) (runtimeView, error)
+
+// runtimeView is what a pass listed of one runtime.
+type runtimeView struct {
+	members  []engine.Container
+	services []engine.Service
+	self     string
+}
+
+// services lists every runtime's Swarm services; an engine in no swarm has none, and one on a
+// swarm worker cannot tell, so its containers are judged alone.
+func (p *Poller) services(ctx context.Context) (map[string][]engine.Service, error) {
+	svcs, err := p.catalog.ServiceMembersByRuntime(ctx, p.engine)
+	if errors.Is(err, engine.ErrNotManager) {
+		return nil, nil
+	}
+	return svcs, err
+}
 
 var errStale = errors.New("the listing is older than the runtime's last rollout")
 
@@ -206,6 +231,13 @@ func (p *Poller) openJournals() map[string]bool {
 	}
 	for _, r := range rollouts {
 		open[r.Runtime] = true
+	}
+	updates, err := p.store.ServiceUpdates("")
+	if err != nil {
+		p.log.Error("fallback poll: read service journal", "err", err)
+	}
+	for _, u := range updates {
+		open[u.Runtime] = true
 	}
 	return open
 }
@@ -238,7 +270,7 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view, listedA
 	if p.rolling(rt.Name) {
 		return ResultBusy
 	}
-	current, engineErr := p.runs(ctx, rt, digest, func(rt hookd.Runtime) ([]engine.Container, string, error) { return view(rt, rec) })
+	current, engineErr := p.runs(ctx, rt, digest, func(rt hookd.Runtime) (runtimeView, error) { return view(rt, rec) })
 	if p.rolling(rt.Name) || errors.Is(engineErr, errStale) {
 		return ResultBusy
 	}
@@ -283,12 +315,17 @@ func (p *Poller) check(ctx context.Context, rt hookd.Runtime, view view, listedA
 // rolling reports whether a rollout of the runtime is in progress (its journal is open).
 func (p *Poller) rolling(runtime string) bool {
 	_, open, err := p.store.Journal(runtime)
-	return err == nil && open
+	if err == nil && open {
+		return true
+	}
+	updates, err := p.store.ServiceUpdates(runtime)
+	return err == nil && len(updates) > 0
 }
 
 // runs reports whether the runtime already has digest: every container of a recreating runtime
-// runs it, or the engine holds it for a pull-only one.
-func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view func(hookd.Runtime) ([]engine.Container, string, error)) (bool, error) {
+// runs it and every service is pinned to it with all its tasks running it, or the engine holds
+// it for a pull-only one.
+func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view func(hookd.Runtime) (runtimeView, error)) (bool, error) {
 	imageID, held, err := p.engine.HasImage(ctx, rt.Repository(), digest)
 	if err != nil || !held {
 		return false, err
@@ -296,14 +333,33 @@ func (p *Poller) runs(ctx context.Context, rt hookd.Runtime, digest string, view
 	if !rt.Recreate {
 		return true, nil
 	}
-	members, self, err := view(rt)
+	v, err := view(rt)
 	if err != nil {
 		return false, err
 	}
-	for _, c := range members {
-		if c.ImageID != imageID && c.ID != self {
+	for _, c := range v.members {
+		if c.ImageID != imageID && c.ID != v.self {
+			return false, nil
+		}
+	}
+	for _, s := range v.services {
+		if !serviceOn(s, digest) {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// serviceOn reports whether a service's spec is pinned to digest and every task that should
+// run does, on that digest. A service Swarm is still rolling is not there yet.
+func serviceOn(s engine.Service, digest string) bool {
+	if engine.ImageDigest(s.Image) != digest || s.Updating() {
+		return false
+	}
+	for _, t := range s.Tasks {
+		if engine.ImageDigest(t.Image) != digest {
+			return false
+		}
+	}
+	return true
 }

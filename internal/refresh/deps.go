@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hookd/hookd"
+	"github.com/hookd/hookd/internal/catalog"
 	"github.com/hookd/hookd/internal/engine"
 	"github.com/hookd/hookd/internal/registry"
 )
@@ -39,10 +40,18 @@ type Containers interface {
 	Joining(ctx context.Context, ids []string) ([]engine.Container, error)
 }
 
+// Services is what a rollout asks of a Swarm manager about services.
+type Services interface {
+	Services(ctx context.Context, label, value string) ([]engine.Service, error)
+	Service(ctx context.Context, id string) (engine.Service, error)
+	UpdateServiceImage(ctx context.Context, id string, version uint64, image string, auth engine.Auth) ([]string, error)
+}
+
 // Engine is the Docker engine as the rollout path sees it.
 type Engine interface {
 	Images
 	Containers
+	Services
 }
 
 // Registry resolves tags and hands out the credentials a pull needs.
@@ -58,6 +67,8 @@ type Catalog interface {
 	Get(ctx context.Context, name string) (hookd.Runtime, bool, error)
 	All(ctx context.Context) ([]hookd.Runtime, error)
 	Members(ctx context.Context, rt hookd.Runtime) ([]engine.Container, error)
+	// ServiceMembers returns the runtime's Swarm services on the engine sl.
+	ServiceMembers(ctx context.Context, sl catalog.ServiceLister, rt hookd.Runtime) ([]engine.Service, error)
 }
 
 // Gate decides, before anything is pulled, whether a digest may run: nil when it may, a

@@ -210,7 +210,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	// A rollout that cannot be settled now is left to its runtime's worker, which keeps trying
 	// before it takes any other job.
-	unsettled := s.recover(ctx)
+	unsettled := append(s.recover(ctx), s.serviceJournalRuntimes()...)
 	waiting, err := s.store.Resume()
 	if err != nil {
 		return err
@@ -261,7 +261,11 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) work(ctx context.Context, runtime string) {
 	wait := backoff{first: settleBackoff, max: settleBackoffMax}
 	for ctx.Err() == nil {
-		if err := s.settle(ctx, runtime); err != nil {
+		err := s.settle(ctx, runtime)
+		if err == nil {
+			err = s.settleServices(ctx, runtime)
+		}
+		if err != nil {
 			s.log.Warn("settle interrupted rollout; trying again", "runtime", runtime, "in", wait.next().String(), "err", err)
 			if !wait.sleep(ctx) {
 				return
@@ -420,7 +424,8 @@ func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result,
 		}
 		return finished(&res, hookd.OutcomeUpToDate, "the engine already holds "+digest), true
 	}
-	return s.rollout(ctx, rt, ref, img.id, &res), true
+	s.rollout(ctx, rt, ref, img.id, &res)
+	return s.rolloutServices(ctx, rt, ref, digest, rec.RunningDigest, &res)
 }
 
 type pulledImage struct {

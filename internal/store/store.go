@@ -41,7 +41,7 @@ type Store struct {
 }
 
 // engineBuckets are the buckets each engine has of its own.
-var engineBuckets = [][]byte{bucketPending, bucketRunning, bucketResults, bucketRecords, bucketJournal}
+var engineBuckets = [][]byte{bucketPending, bucketRunning, bucketResults, bucketRecords, bucketJournal, bucketServiceJournal}
 
 // namespace is the bucket that holds an engine's buckets. The default engine's are the top
 // level, where a hookd of one engine keeps them, so adding `engines:` keeps its state.
@@ -89,9 +89,10 @@ func (s *Store) Unsettled(configured []string) (map[string][]string, error) {
 			for _, b := range []struct {
 				name []byte
 				what string
-			}{{bucketJournal, "interrupted rollout of "}, {bucketRunning, "running job of "}, {bucketPending, "queued job of "}} {
+			}{{bucketJournal, "interrupted rollout of "}, {bucketServiceJournal, "service update of "}, {bucketRunning, "running job of "}, {bucketPending, "queued job of "}} {
 				_ = bucketIn(tx, ns, b.name).ForEach(func(k, _ []byte) error {
-					out[engine] = append(out[engine], b.what+string(k))
+					runtime, _, _ := strings.Cut(string(k), "\x00") // a service journal's key ends in the service's ID
+					out[engine] = append(out[engine], b.what+runtime)
 					return nil
 				})
 			}
