@@ -280,6 +280,11 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 	return e.CreateDependent(ctx, oldID, image, name, nil)
 }
 
+// CreateBeside is CreateReplacement; the fake has no networks to alias on.
+func (e *Engine) CreateBeside(ctx context.Context, oldID, image, name, _ string) (string, error) {
+	return e.CreateDependent(ctx, oldID, image, name, nil)
+}
+
 // CreateDependent is CreateReplacement with the copy's Joins moved from old providers to new
 // ones; image "" keeps the old container's.
 func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {

@@ -249,9 +249,13 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	}
 	var newID string
 	var err error
-	if providers == nil {
+	startFirst = startFirst && c.Running && providers == nil
+	switch {
+	case startFirst:
+		newID, err = s.engine.CreateBeside(ctx, c.ID, image, sw.TempName, c.Name)
+	case providers == nil:
 		newID, err = s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
-	} else {
+	default:
 		if !member {
 			image, imageID = "", c.ImageID // not the runtime's: it keeps its image
 		}
@@ -265,7 +269,7 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	} else if created.ImageID != imageID {
 		return fmt.Errorf("%s: replacement got image %s, not %s", c.Name, created.ImageID, imageID)
 	}
-	if startFirst && c.Running {
+	if startFirst {
 		return s.switchStartFirst(ctx, j, rt, sw, newID)
 	}
 	// Names are swapped while the old container still serves, so the time nothing answers is
@@ -308,10 +312,13 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 }
 
 // switchStartFirst takes a created replacement through start-first: start it under its
-// temporary name and gate it while the old container still serves, then swap the names (the
-// container name's DNS entry moves in the moment between the two renames; the aliases are
-// held by both), then stop the old one. Each step is journaled before it is taken; a revert
-// from any of them removes the replacement and leaves (or starts) the old one under its name.
+// temporary name and gate it while the old container still serves (both hold the networks'
+// aliases, and the replacement the old one's name as an alias too), then stop the old one and
+// only then swap the names. The old one is stopped under its own name, so the engine drops its
+// name record with it; renaming it while it ran would leave that record behind (the engine does
+// not move a running container's name record on a rename). Each step is journaled before it is
+// taken; a revert from any of them removes the replacement and gives the old one its name and
+// its run back.
 func (s *Service) switchStartFirst(ctx context.Context, j *journal, rt hookd.Runtime, sw *store.Switch, newID string) error {
 	if err := j.step(sw, store.StepStartTemp, func() { sw.NewID, sw.Order = newID, string(hookd.OrderStartFirst) }); err != nil {
 		return err
@@ -322,6 +329,12 @@ func (s *Service) switchStartFirst(ctx context.Context, j *journal, rt hookd.Run
 	}
 	if err := s.gate(ctx, newID, rt, started); err != nil {
 		return fmt.Errorf("%s: %w", sw.Name, err)
+	}
+	if err := j.step(sw, store.StepStopOld, nil); err != nil {
+		return err
+	}
+	if err := s.engine.Stop(ctx, sw.OldID); err != nil {
+		return fmt.Errorf("%s: stop: %w", sw.Name, err)
 	}
 	if err := j.step(sw, store.StepRenameOld, nil); err != nil {
 		return err
@@ -334,12 +347,6 @@ func (s *Service) switchStartFirst(ctx context.Context, j *journal, rt hookd.Run
 	}
 	if err := s.engine.Rename(ctx, newID, sw.Name); err != nil {
 		return fmt.Errorf("%s: rename new: %w", sw.Name, err)
-	}
-	if err := j.step(sw, store.StepStopOld, nil); err != nil {
-		return err
-	}
-	if err := s.engine.Stop(ctx, sw.OldID); err != nil {
-		return fmt.Errorf("%s: stop: %w", sw.Name, err)
 	}
 	return j.step(sw, store.StepSwitched, nil)
 }
@@ -526,7 +533,7 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
 	stopped := map[string]bool{} // providers this rollout stopped
 	for _, sw := range r.Containers {
-		if sw.WasRunning && !slices.Contains([]string{store.StepCreate, store.StepStartTemp, store.StepRenameOld, store.StepRenameNew}, sw.Step) {
+		if sw.WasRunning && stoppedOld(sw) {
 			stopped[sw.OldID] = true
 		}
 	}
@@ -553,6 +560,15 @@ func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stoppedOld reports whether the switch had reached the stop of its old container.
+func stoppedOld(sw *store.Switch) bool {
+	before := []string{store.StepCreate, store.StepRenameOld, store.StepRenameNew}
+	if sw.Order == string(hookd.OrderStartFirst) {
+		before = []string{store.StepCreate, store.StepStartTemp}
+	}
+	return !slices.Contains(before, sw.Step)
 }
 
 func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {

@@ -26,7 +26,7 @@ func startFirstSite(t *testing.T) *site {
 }
 
 // The replacement starts and is gated under its temporary name while the old container runs
-// under its own; only then are the names swapped and the old one stopped.
+// under its own; only then is the old one stopped and are the names swapped.
 func TestStartFirstGatesBesideTheServingOld(t *testing.T) {
 	s := startFirstSite(t)
 	old := s.container("app-1", "app")
@@ -48,8 +48,8 @@ func TestStartFirstGatesBesideTheServingOld(t *testing.T) {
 	}
 	s.running(newImg, "app-1")
 	ops := s.eng.Ops()
-	want := []string{"create app-1-hookd-new", "start app-1-hookd-new", "rename app-1 → app-1-hookd-old",
-		"rename app-1-hookd-new → app-1", "stop app-1-hookd-old", "remove app-1-hookd-old"}
+	want := []string{"create app-1-hookd-new", "start app-1-hookd-new", "stop app-1", "rename app-1 → app-1-hookd-old",
+		"rename app-1-hookd-new → app-1", "remove app-1-hookd-old"}
 	if i := slices.Index(ops, want[0]); i < 0 || !slices.Equal(ops[i:i+len(want)], want) {
 		t.Errorf("ops %q, want %q in that order", ops, want)
 	}
@@ -88,7 +88,7 @@ func TestStartFirstFallsBackAndSaysWhy(t *testing.T) {
 	if i := slices.Index(ops, "stop web-hookd-old"); i < 0 || i > slices.Index(ops, "start web") {
 		t.Errorf("web was started before its old container stopped: %q", ops)
 	}
-	if i := slices.Index(ops, "start worker-hookd-new"); i < 0 || i > slices.Index(ops, "stop worker-hookd-old") {
+	if i := slices.Index(ops, "start worker-hookd-new"); i < 0 || i > slices.Index(ops, "stop worker") {
 		t.Errorf("worker did not switch start-first: %q", ops)
 	}
 }
@@ -118,7 +118,7 @@ func TestStartFirstBrokenImageNeverTouchesTheOld(t *testing.T) {
 // converges with one container under the name, running, and nothing of hookd's left: the old
 // one until the rollout committed, the new one after.
 func TestStartFirstCrashAtEachStepConverges(t *testing.T) {
-	for _, point := range []string{"create", "start", "gate", "rename-old", "rename-new", "stop", "commit"} {
+	for _, point := range []string{"create", "start", "gate", "stop", "rename-old", "rename-new", "commit"} {
 		t.Run(point, func(t *testing.T) {
 			s := startFirstSite(t)
 			old := s.container("app-1", "app")

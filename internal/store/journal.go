@@ -10,8 +10,8 @@ import (
 var bucketJournal = []byte("journal")
 
 // Rollout steps, journaled before each is taken, in this order. A start-first switch
-// (Switch.Order) takes create, start_temp, rename_old, rename_new, stop_old, switched: at
-// rename_old and rename_new both containers run, at stop_old the replacement already serves.
+// (Switch.Order) takes create, start_temp, stop_old, rename_old, rename_new, switched: the
+// replacement runs from start_temp on, and the old one is stopped before the names swap.
 const (
 	StepCreate    = "create"     // the replacement is being created under TempName
 	StepStartTemp = "start_temp" // start-first: the replacement is started under TempName and gated beside the old one

@@ -13,6 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -32,6 +35,22 @@ func run(args []string) error {
 	switch cmd {
 	case "serve":
 		return serve()
+	case "probe":
+		if len(args) != 1 {
+			return errors.New("usage: probe URL")
+		}
+		return probe(args[0])
+	case "lookup":
+		if len(args) != 1 {
+			return errors.New("usage: lookup HOST")
+		}
+		addrs, err := net.LookupHost(args[0])
+		if err != nil {
+			return err
+		}
+		slices.Sort(addrs)
+		_, err = fmt.Println(strings.Join(addrs, " "))
+		return err
 	case "health":
 		return get(healthURL(), io.Discard)
 	case "get":
@@ -142,4 +161,49 @@ func serve() error {
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	}
+}
+
+// probe requests url every 20 ms, each on a new connection (so each request resolves the name
+// afresh, as a client without keep-alive does), and answers GET /counts on APP_ADDR (default
+// :8090) with "requests failures last-error": what a client of a service sees during a rollout.
+func probe(url string) error {
+	var mu sync.Mutex
+	var requests, failures int
+	var lastErr string
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	go func() {
+		for range time.Tick(20 * time.Millisecond) {
+			err := probeOnce(client, url)
+			mu.Lock()
+			requests++
+			if err != nil {
+				failures++
+				lastErr = err.Error()
+			}
+			mu.Unlock()
+		}
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%d %d %s", requests, failures, lastErr)
+	})
+	srv := &http.Server{Addr: envOr("APP_ADDR", ":8090"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return srv.ListenAndServe()
+}
+
+func probeOnce(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/hookd/hookd/internal/testkit"
+)
+
+// uniqueRuntime names a runtime no other test process on the engine uses: membership is by
+// label, engine-wide.
+func uniqueRuntime(name string) string { return fmt.Sprintf("%s-%d", name, os.Getpid()) }
+
+// service creates and starts a member of the runtime that publishes no host port and is
+// reached on the fleet's first network by alias, as a service behind a proxy is. hostPort, when
+// set, publishes 8080 on that loopback port instead.
+func (f *fleet) service(suffix, alias, hostPort string) string {
+	f.t.Helper()
+	ctx := context.Background()
+	l := testkit.Labels(f.t)
+	l["hookd.runtime"] = f.runtime
+	hc := &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: "unless-stopped"}}
+	cfg := &container.Config{Image: f.repo + ":latest", Labels: l}
+	if hostPort != "" {
+		cfg.ExposedPorts = nat.PortSet{"8080/tcp": {}}
+		hc.PortBindings = nat.PortMap{"8080/tcp": {{HostIP: "127.0.0.1", HostPort: hostPort}}}
+	}
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{f.nets[0]: {Aliases: []string{alias}}}}
+	created, err := f.cli.ContainerCreate(ctx, cfg, hc, nc, nil, f.id+"-"+suffix)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	return created.ID
+}
+
+// aliasProbe is a container on the fleet's first network (not in any runtime) requesting
+// http://ALIAS:8080/ every 20 ms, a new connection each time, counting what fails.
+type aliasProbe struct {
+	f    *fleet
+	name string
+}
+
+func (f *fleet) probeAlias(alias, digest string) *aliasProbe {
+	f.t.Helper()
+	ctx := context.Background()
+	p := &aliasProbe{f: f, name: f.id + "-probe"}
+	created, err := f.cli.ContainerCreate(ctx,
+		&container.Config{Image: f.repo + "@" + digest, Cmd: []string{"probe", "http://" + alias + ":8080/"}, Labels: testkit.Labels(f.t)},
+		nil, &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{f.nets[0]: {}}}, nil, p.name)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	// Serving steadily before anything is measured.
+	testkit.Eventually(f.t, 30*time.Second, func() (bool, string) {
+		out, err := p.exec()
+		if err != nil {
+			return false, err.Error()
+		}
+		n, failed, last := parseCounts(out)
+		return n >= 10 && failed == 0, fmt.Sprintf("probe: %d requests, %d failed (%s)", n, failed, last)
+	})
+	return p
+}
+
+func (p *aliasProbe) exec() (string, error) {
+	ctx := context.Background()
+	ex, err := p.f.cli.ContainerExecCreate(ctx, p.name, container.ExecOptions{Cmd: []string{"/app", "get", "http://127.0.0.1:8090/counts"}, AttachStdout: true})
+	if err != nil {
+		return "", err
+	}
+	att, err := p.f.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return "", err
+	}
+	defer att.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := att.Reader.Read(buf)
+		b.WriteString(string(buf[:n]))
+		if err != nil {
+			break
+		}
+	}
+	s := b.String()
+	if i := strings.IndexFunc(s, func(r rune) bool { return r >= '0' && r <= '9' }); i >= 0 {
+		s = s[i:] // after the stream header
+	}
+	return s, nil
+}
+
+// counts returns how many requests the probe made and how many failed so far.
+func (p *aliasProbe) counts() (requests, failures int, last string) {
+	p.f.t.Helper()
+	out, err := p.exec()
+	if err != nil {
+		p.f.t.Fatalf("read the probe's counts: %v", err)
+	}
+	return parseCounts(out)
+}
+
+func parseCounts(s string) (requests, failures int, last string) {
+	fields := strings.SplitN(strings.TrimSpace(s), " ", 3)
+	if len(fields) < 2 {
+		return 0, 0, "no counts in " + strconv.Quote(s)
+	}
+	requests, _ = strconv.Atoi(fields[0])
+	failures, _ = strconv.Atoi(fields[1])
+	if len(fields) == 3 {
+		last = fields[2]
+	}
+	return requests, failures, last
+}
+
+// during counts the probe's requests and failures while roll runs, with the last error when
+// one of those failed.
+func (p *aliasProbe) during(roll func()) (requests, failures int, last string) {
+	n0, f0, _ := p.counts()
+	roll()
+	n1, f1, last := p.counts()
+	if f1 == f0 {
+		last = ""
+	}
+	return n1 - n0, f1 - f0, last
+}
+
+// A client hitting a network alias through a rollout: stop-first drops requests, start-first
+// drops none, and a broken image under start-first never interrupts the old container.
+func TestStartFirstKeepsTheAliasServing(t *testing.T) {
+	f := newFleet(t, uniqueRuntime("alias"))
+	v1 := f.push(testkit.App{Version: "v1", Healthcheck: true})
+	f.install(v1)
+	f.service("svc", "svc", "")
+	probe := f.probeAlias("svc", v1)
+	svc := f.id + "-svc"
+
+	roll := func(order string, app testkit.App, id string) (runtimeStatus, int, int, string) {
+		t.Helper()
+		h := startHookd(t, f.config("    order: "+order+"\n"), t.TempDir(), nil)
+		defer h.stop()
+		d := f.push(app)
+		var st runtimeStatus
+		n, failed, last := probe.during(func() {
+			if code, answer := h.deliver(f.delivery(d), id); code != 202 {
+				t.Fatalf("delivery: %d %v", code, answer)
+			}
+			st = h.waitJob(f.runtime, 0)
+		})
+		t.Logf("%s, %s: the probe made %d requests to the alias during the rollout, %d failed (last error: %q)", order, st.LastRollout.Result, n, failed, last)
+		return st, n, failed, last
+	}
+
+	st, n, failed, last := roll("start-first", testkit.App{Version: "v2", Healthcheck: true}, "sf-1")
+	if st.LastRollout.Result != "rolled_out" || len(st.LastRollout.Notes) != 0 || n == 0 {
+		t.Fatalf("start-first: %+v, %d requests", st.LastRollout, n)
+	}
+	if failed != 0 {
+		t.Errorf("start-first: %d of %d requests to the alias failed (last: %s)", failed, n, last)
+	}
+	// The alias and the container's name resolve to the replacement alone.
+	now, err := f.cli.ContainerInspect(context.Background(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := now.NetworkSettings.Networks[f.nets[0]].IPAddress
+	for _, host := range []string{"svc", svc} {
+		if got := f.exec(probe.name, "/app", "lookup", host); got != ip {
+			t.Errorf("%s resolves to %q after the rollout, want the replacement's %s", host, got, ip)
+		}
+		if v := f.exec(probe.name, "/app", "get", "http://"+host+":8080/"); v != "v2" {
+			t.Errorf("%s answers %q after the rollout, want v2", host, v)
+		}
+	}
+
+	// A new image that exits during its gate: the old container is never stopped or renamed.
+	before, err := f.cli.ContainerInspect(context.Background(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It serves a share of the alias's requests until it exits: those it holds then may fail.
+	st, n, _, _ = roll("start-first", testkit.App{Version: "bad", Mode: "exit-after", Env: []string{"APP_EXIT_AFTER=300ms"}}, "sf-2")
+	if st.LastRollout.Result != "rolled_back" || n == 0 {
+		t.Fatalf("broken image: %+v, %d requests", st.LastRollout, n)
+	}
+	after, err := f.cli.ContainerInspect(context.Background(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ID != before.ID || !after.State.Running || after.State.StartedAt != before.State.StartedAt || after.RestartCount != before.RestartCount {
+		t.Errorf("the old container was interrupted: %s running %v started %s (was %s %s)", after.ID, after.State.Running, after.State.StartedAt, before.ID, before.State.StartedAt)
+	}
+	if _, err := f.cli.ContainerInspect(context.Background(), svc+"-hookd-new"); !cerrdefs.IsNotFound(err) {
+		t.Errorf("the replacement is left: %v", err)
+	}
+	if m := f.members(); len(m) != 1 {
+		t.Errorf("members %v, want only %s", keys(m), svc)
+	}
+
+	// The same setup stop-first: the probe sees the gap.
+	st, n, failed, _ = roll("stop-first", testkit.App{Version: "v3", Healthcheck: true}, "sf-3")
+	if st.LastRollout.Result != "rolled_out" || n == 0 {
+		t.Fatalf("stop-first: %+v, %d requests", st.LastRollout, n)
+	}
+	if failed == 0 {
+		t.Errorf("stop-first: no request failed in %d: the probe cannot tell the orders apart", n)
+	}
+
+}
+
+// A start-first runtime's container that publishes a host port switches stop-first (two
+// copies cannot bind one port), and the result says so.
+func TestStartFirstWithAHostPortFallsBack(t *testing.T) {
+	f := newFleet(t, uniqueRuntime("hostport"))
+	v1 := f.push(testkit.App{Version: "v1"})
+	f.install(v1)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	f.service("web", "web", port)
+	f.waitServing(f.id + "-web")
+	h := startHookd(t, f.config("    order: start-first\n"), t.TempDir(), nil)
+
+	v2 := f.push(testkit.App{Version: "v2"})
+	if code, answer := h.deliver(f.delivery(v2), "hp-1"); code != 202 {
+		t.Fatalf("delivery: %d %v", code, answer)
+	}
+	st := h.waitJob(f.runtime, 0)
+	want := f.id + "-web: switched stop-first: publishes host port " + port + " (8080/tcp)"
+	if st.LastRollout.Result != "rolled_out" || len(st.LastRollout.Notes) != 1 || st.LastRollout.Notes[0] != want {
+		t.Fatalf("result %+v, want rolled_out noting %q", st.LastRollout, want)
+	}
+	c := f.members()[f.id+"-web"]
+	if c.Image != f.imageID(v2) || !c.State.Running || c.HostConfig.PortBindings["8080/tcp"][0].HostPort != port {
+		t.Fatalf("web: image %s running %v ports %v", c.Image, c.State.Running, c.HostConfig.PortBindings)
+	}
+	if v, err := f.get(f.id+"-web", "/"); err != nil || v != "v2" {
+		t.Errorf("host port %s answers %q %v, want v2", port, v, err)
+	}
+}
