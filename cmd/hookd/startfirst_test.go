@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -255,5 +256,84 @@ func TestStartFirstWithAHostPortFallsBack(t *testing.T) {
 	}
 	if v, err := f.get(f.id+"-web", "/"); err != nil || v != "v2" {
 		t.Errorf("host port %s answers %q %v, want v2", port, v, err)
+	}
+}
+
+// hookd SIGKILLed at each step of a start-first switch converges at its next start: the old
+// container running under its name until the rollout committed, nothing duplicated, and the
+// resumed job rolls the runtime out.
+func TestCrashRecoveryStartFirst(t *testing.T) {
+	cli := testkit.Docker(t)
+	reg := testkit.StartRegistry(t, nil)
+	testkit.Cleanup(t, cli, reg.Host)
+	bin := crashBuild(t)
+	id := testkit.TestID(t)
+	tag := reg.Host + "/org/crash:latest"
+	runtime := uniqueRuntime("crashsf")
+
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "hookd.yaml")
+	cfg := fmt.Sprintf(`
+registry_host: %q
+poll:
+  interval: 0
+runtimes:
+  - name: %s
+    image: %s
+    min_uptime: 1s
+    health_timeout: 10s
+    order: start-first
+`, reg.Host, runtime, tag)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(dir, "state")
+	d1 := reg.Push(t, "org/crash", "latest", crashApp(id, "v1", ""))
+	crashPull(t, cli, reg.Host+"/org/crash@"+d1, tag)
+	members := []crashMember{{name: id + "-1", volume: id + "-vol1", running: true, runtime: runtime}}
+	crashCreate(t, cli, tag, members[0])
+
+	points := []crashPoint{
+		{name: "gate beside the old one", action: "start", nth: 1, after: 300 * time.Millisecond},
+		{name: "stop_old", action: "kill", member: members[0].name, nth: 1},
+		{name: "rename_new (old renamed)", action: "rename", nth: 1},
+		{name: "switched (both renamed)", action: "rename", nth: 2},
+		{name: "commit", action: "destroy", nth: 1},
+	}
+	for n, point := range points {
+		digest := reg.Push(t, "org/crash", "latest", crashApp(id, fmt.Sprintf("v%d", n+2), ""))
+		before, err := cli.ContainerInspect(context.Background(), members[0].name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := crashStart(t, bin, cfgFile, stateDir)
+		crashKillAt(t, cli, p, point, id, fmt.Sprintf("crashsf-%d", n), digest, 0)
+		if n == 0 {
+			// Killed during the gate: the old container was never interrupted.
+			if now, err := cli.ContainerInspect(context.Background(), members[0].name); err != nil || now.ID != before.ID || !now.State.Running ||
+				now.State.StartedAt != before.State.StartedAt {
+				t.Fatalf("%s: the old container was interrupted before the gate passed: %v", point.name, err)
+			}
+		}
+
+		p = crashStart(t, bin, cfgFile, stateDir)
+		var st runtimeStatus
+		p.eventually(t, func() (bool, string) {
+			st = p.daemonRun.status(runtime)
+			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
+				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
+			}
+			problems := crashProblems(t, cli, id, members, crashImageID(t, cli, reg.Host+"/org/crash@"+digest))
+			return len(problems) == 0, fmt.Sprintf("%s: %v", point.name, problems)
+		})
+		if r := st.LastRollout.Result; r != "rolled_out" && r != "up_to_date" {
+			t.Fatalf("%s: last rollout %+v", point.name, st.LastRollout)
+		}
+		crashVolumesIntact(t, cli, members)
+		// (Killed at the commit, hookd may have cleared its journal already: nothing to settle.)
+		if point.action != "destroy" && !p.logs.contains("settled interrupted rollout") {
+			t.Errorf("%s: the restart settled no journaled rollout:\n%s", point.name, p.logs)
+		}
+		p.term()
 	}
 }
