@@ -226,8 +226,8 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 //
 // startFirst (a running container two copies of which can run at once) starts the replacement
 // under its temporary name instead, beside the old one, and gates it there: both serve the
-// networks' aliases meanwhile. Only once it has passed are the names swapped and the old one
-// stopped, so nothing is ever without a serving copy.
+// networks' aliases meanwhile. Only once it has passed is the old one stopped and are the names
+// swapped, so the aliases always have a serving copy.
 func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string, providers map[string]string, member, startFirst bool) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
