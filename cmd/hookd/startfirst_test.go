@@ -74,8 +74,8 @@ func (f *fleet) probeAlias(alias, digest string) *aliasProbe {
 		if err != nil {
 			return false, err.Error()
 		}
-		n, failed, last := parseCounts(out)
-		return n >= 10 && failed == 0, fmt.Sprintf("probe: %d requests, %d failed (%s)", n, failed, last)
+		c := parseCounts(out)
+		return c.requests >= 10 && c.failures == 0, "probe: " + c.String()
 	})
 	return p
 }
@@ -107,8 +107,19 @@ func (p *aliasProbe) exec() (string, error) {
 	return s, nil
 }
 
-// counts returns how many requests the probe made and how many failed so far.
-func (p *aliasProbe) counts() (requests, failures int, last string) {
+// probeCounts is what the probe saw: requests made, failed, and slow (answered after more than
+// a second), and the last failure's error.
+type probeCounts struct {
+	requests, failures, slow int
+	last                     string
+}
+
+func (c probeCounts) String() string {
+	return fmt.Sprintf("%d requests, %d failed, %d slow (last error: %q)", c.requests, c.failures, c.slow, c.last)
+}
+
+// counts returns what the probe saw so far.
+func (p *aliasProbe) counts() probeCounts {
 	p.f.t.Helper()
 	out, err := p.exec()
 	if err != nil {
@@ -117,29 +128,31 @@ func (p *aliasProbe) counts() (requests, failures int, last string) {
 	return parseCounts(out)
 }
 
-func parseCounts(s string) (requests, failures int, last string) {
-	fields := strings.SplitN(strings.TrimSpace(s), " ", 3)
-	if len(fields) < 2 {
-		return 0, 0, "no counts in " + strconv.Quote(s)
+func parseCounts(s string) probeCounts {
+	fields := strings.SplitN(strings.TrimSpace(s), " ", 4)
+	if len(fields) < 3 {
+		return probeCounts{last: "no counts in " + strconv.Quote(s)}
 	}
-	requests, _ = strconv.Atoi(fields[0])
-	failures, _ = strconv.Atoi(fields[1])
-	if len(fields) == 3 {
-		last = fields[2]
+	var c probeCounts
+	c.requests, _ = strconv.Atoi(fields[0])
+	c.failures, _ = strconv.Atoi(fields[1])
+	c.slow, _ = strconv.Atoi(fields[2])
+	if len(fields) == 4 {
+		c.last = fields[3]
 	}
-	return requests, failures, last
+	return c
 }
 
-// during counts the probe's requests and failures while roll runs, with the last error when
-// one of those failed.
-func (p *aliasProbe) during(roll func()) (requests, failures int, last string) {
-	n0, f0, _ := p.counts()
+// during counts what the probe saw while roll ran, with the last error when one of those failed.
+func (p *aliasProbe) during(roll func()) probeCounts {
+	before := p.counts()
 	roll()
-	n1, f1, last := p.counts()
-	if f1 == f0 {
-		last = ""
+	after := p.counts()
+	d := probeCounts{requests: after.requests - before.requests, failures: after.failures - before.failures, slow: after.slow - before.slow}
+	if d.failures > 0 {
+		d.last = after.last
 	}
-	return n1 - n0, f1 - f0, last
+	return d
 }
 
 // A client hitting a network alias through a rollout: stop-first drops requests, start-first
@@ -152,41 +165,46 @@ func TestStartFirstKeepsTheAliasServing(t *testing.T) {
 	probe := f.probeAlias("svc", v1)
 	svc := f.id + "-svc"
 
-	roll := func(order string, app testkit.App, id string) (runtimeStatus, int, int, string) {
+	roll := func(order string, app testkit.App, id string) (runtimeStatus, probeCounts) {
 		t.Helper()
 		h := startHookd(t, f.config("    order: "+order+"\n"), t.TempDir(), nil)
 		defer h.stop()
 		d := f.push(app)
 		var st runtimeStatus
-		n, failed, last := probe.during(func() {
+		c := probe.during(func() {
 			if code, answer := h.deliver(f.delivery(d), id); code != 202 {
 				t.Fatalf("delivery: %d %v", code, answer)
 			}
 			st = h.waitJob(f.runtime, 0)
 		})
-		t.Logf("%s, %s: the probe made %d requests to the alias during the rollout, %d failed (last error: %q)", order, st.LastRollout.Result, n, failed, last)
-		return st, n, failed, last
+		t.Logf("%s, %s: the probe's requests to the alias during the rollout: %s", order, st.LastRollout.Result, c)
+		return st, c
 	}
 
-	st, n, failed, last := roll("start-first", testkit.App{Version: "v2", Healthcheck: true}, "sf-1")
-	if st.LastRollout.Result != "rolled_out" || len(st.LastRollout.Notes) != 0 || n == 0 {
-		t.Fatalf("start-first: %+v, %d requests", st.LastRollout, n)
-	}
-	if failed != 0 {
-		t.Errorf("start-first: %d of %d requests to the alias failed (last: %s)", failed, n, last)
-	}
-	// The alias and the container's name resolve to the replacement alone.
-	now, err := f.cli.ContainerInspect(context.Background(), svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := now.NetworkSettings.Networks[f.nets[0]].IPAddress
-	for _, host := range []string{"svc", svc} {
-		if got := f.exec(probe.name, "/app", "lookup", host); got != ip {
-			t.Errorf("%s resolves to %q after the rollout, want the replacement's %s", host, got, ip)
+	// Twice: the second replaces a container that was itself renamed while it ran.
+	var st runtimeStatus
+	for i, version := range []string{"v2", "v2b"} {
+		var c probeCounts
+		st, c = roll("start-first", testkit.App{Version: version, Healthcheck: true}, fmt.Sprintf("sf-1-%d", i))
+		if st.LastRollout.Result != "rolled_out" || len(st.LastRollout.Notes) != 0 || c.requests == 0 {
+			t.Fatalf("start-first: %+v, %s", st.LastRollout, c)
 		}
-		if v := f.exec(probe.name, "/app", "get", "http://"+host+":8080/"); v != "v2" {
-			t.Errorf("%s answers %q after the rollout, want v2", host, v)
+		if c.failures != 0 {
+			t.Errorf("start-first: requests to the alias failed: %s", c)
+		}
+		// The alias and the container's name resolve to the replacement alone.
+		now, err := f.cli.ContainerInspect(context.Background(), svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := now.NetworkSettings.Networks[f.nets[0]].IPAddress
+		for _, host := range []string{"svc", svc} {
+			if got := f.exec(probe.name, "/app", "lookup", host); got != ip {
+				t.Errorf("%s resolves to %q after the rollout, want the replacement's %s", host, got, ip)
+			}
+			if v := f.exec(probe.name, "/app", "get", "http://"+host+":8080/"); v != version {
+				t.Errorf("%s answers %q after the rollout, want %s", host, v, version)
+			}
 		}
 	}
 
@@ -196,9 +214,9 @@ func TestStartFirstKeepsTheAliasServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// It serves a share of the alias's requests until it exits: those it holds then may fail.
-	st, n, _, _ = roll("start-first", testkit.App{Version: "bad", Mode: "exit-after", Env: []string{"APP_EXIT_AFTER=300ms"}}, "sf-2")
-	if st.LastRollout.Result != "rolled_back" || n == 0 {
-		t.Fatalf("broken image: %+v, %d requests", st.LastRollout, n)
+	st, c := roll("start-first", testkit.App{Version: "bad", Mode: "exit-after", Env: []string{"APP_EXIT_AFTER=300ms"}}, "sf-2")
+	if st.LastRollout.Result != "rolled_back" || c.requests == 0 {
+		t.Fatalf("broken image: %+v, %s", st.LastRollout, c)
 	}
 	after, err := f.cli.ContainerInspect(context.Background(), svc)
 	if err != nil {
@@ -215,12 +233,12 @@ func TestStartFirstKeepsTheAliasServing(t *testing.T) {
 	}
 
 	// The same setup stop-first: the probe sees the gap.
-	st, n, failed, _ = roll("stop-first", testkit.App{Version: "v3", Healthcheck: true}, "sf-3")
-	if st.LastRollout.Result != "rolled_out" || n == 0 {
-		t.Fatalf("stop-first: %+v, %d requests", st.LastRollout, n)
+	st, c = roll("stop-first", testkit.App{Version: "v3", Healthcheck: true}, "sf-3")
+	if st.LastRollout.Result != "rolled_out" || c.requests == 0 {
+		t.Fatalf("stop-first: %+v, %s", st.LastRollout, c)
 	}
-	if failed == 0 {
-		t.Errorf("stop-first: no request failed in %d: the probe cannot tell the orders apart", n)
+	if c.failures == 0 {
+		t.Errorf("stop-first: no request failed (%s): the probe cannot tell the orders apart", c)
 	}
 
 }

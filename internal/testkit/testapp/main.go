@@ -165,20 +165,27 @@ func serve() error {
 
 // probe requests url every 20 ms, each on a new connection (so each request resolves the name
 // afresh, as a client without keep-alive does), and answers GET /counts on APP_ADDR (default
-// :8090) with "requests failures last-error": what a client of a service sees during a rollout.
+// :8090) with "requests failures slow last-error": what a client of a service sees during a
+// rollout. A request fails on an error, a status other than 200, or no answer within 5 s; one
+// that succeeds after more than a second is slow (a dial to an address that no longer answers,
+// abandoned for the next one).
 func probe(url string) error {
 	var mu sync.Mutex
-	var requests, failures int
+	var requests, failures, slow int
 	var lastErr string
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	go func() {
 		for range time.Tick(20 * time.Millisecond) {
+			began := time.Now()
 			err := probeOnce(client, url)
 			mu.Lock()
 			requests++
-			if err != nil {
+			switch {
+			case err != nil:
 				failures++
 				lastErr = err.Error()
+			case time.Since(began) > time.Second:
+				slow++
 			}
 			mu.Unlock()
 		}
@@ -187,7 +194,7 @@ func probe(url string) error {
 	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		fmt.Fprintf(w, "%d %d %s", requests, failures, lastErr)
+		fmt.Fprintf(w, "%d %d %d %s", requests, failures, slow, lastErr)
 	})
 	srv := &http.Server{Addr: envOr("APP_ADDR", ":8090"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return srv.ListenAndServe()
