@@ -147,7 +147,14 @@ func parseCounts(s string) probeCounts {
 func (p *aliasProbe) during(roll func()) probeCounts {
 	before := p.counts()
 	roll()
-	after := p.counts()
+	// A request in flight when roll returns (one may wait up to the client's timeout) is
+	// counted once it ends: wait for two more, the second begun after roll.
+	ended := p.counts()
+	var after probeCounts
+	testkit.Eventually(p.f.t, time.Minute, func() (bool, string) {
+		after = p.counts()
+		return after.requests >= ended.requests+2, "probe after the rollout: " + after.String()
+	})
 	d := probeCounts{requests: after.requests - before.requests, failures: after.failures - before.failures, slow: after.slow - before.slow}
 	if d.failures > 0 {
 		d.last = after.last

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -166,26 +167,33 @@ func serve() error {
 // probe requests url every 20 ms, each on a new connection (so each request resolves the name
 // afresh, as a client without keep-alive does), and answers GET /counts on APP_ADDR (default
 // :8090) with "requests failures slow last-error": what a client of a service sees during a
-// rollout. A request fails on an error, a status other than 200, or no answer within 5 s; one
-// that succeeds after more than a second is slow (a dial to an address that no longer answers,
-// abandoned for the next one).
+// rollout. It is a client that gives a request 10 s and a connect 5 s in all, split between the
+// addresses the name resolves to (Go's dialer then gives each of two addresses 2.5 s before it
+// tries the next). A request fails on an error, a status other than 200 or its timeout; one that
+// succeeds after more than half a second is slow. Each slow or failed one is logged with its
+// trace (addresses resolved, dials).
 func probe(url string) error {
 	var mu sync.Mutex
 	var requests, failures, slow int
 	var lastErr string
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
 	go func() {
 		for range time.Tick(20 * time.Millisecond) {
 			began := time.Now()
-			err := probeOnce(client, url)
+			trace, err := probeOnce(client, url)
 			mu.Lock()
 			requests++
 			switch {
 			case err != nil:
 				failures++
 				lastErr = err.Error()
-			case time.Since(began) > time.Second:
+				fmt.Printf("%s failed after %s: %v [%s]\n", began.Format(time.RFC3339Nano), time.Since(began), err, trace)
+			case time.Since(began) > 500*time.Millisecond:
 				slow++
+				fmt.Printf("%s slow: %s [%s]\n", began.Format(time.RFC3339Nano), time.Since(began), trace)
 			}
 			mu.Unlock()
 		}
@@ -200,17 +208,41 @@ func probe(url string) error {
 	return srv.ListenAndServe()
 }
 
-func probeOnce(c *http.Client, url string) error {
-	resp, err := c.Get(url)
+func probeOnce(c *http.Client, url string) (trace string, err error) {
+	var mu sync.Mutex
+	var steps []string
+	began := time.Now()
+	note := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, fmt.Sprintf("+%s ", time.Since(began).Round(time.Millisecond))+fmt.Sprintf(format, args...))
+	}
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		DNSDone:              func(i httptrace.DNSDoneInfo) { note("dns %v %v", i.Addrs, i.Err) },
+		ConnectStart:         func(_, addr string) { note("dial %s", addr) },
+		ConnectDone:          func(_, addr string, err error) { note("dialed %s %v", addr, err) },
+		WroteRequest:         func(i httptrace.WroteRequestInfo) { note("wrote %v", i.Err) },
+		GotFirstResponseByte: func() { note("first byte") },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return "", err
+	}
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		trace = strings.Join(steps, "; ")
+	}()
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
+		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return "", fmt.Errorf("status %d", resp.StatusCode)
 	}
-	return nil
+	return "", nil
 }
