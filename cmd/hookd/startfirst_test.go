@@ -14,6 +14,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 
 	"github.com/hookd/hookd/internal/testkit"
@@ -107,6 +108,21 @@ func (p *aliasProbe) exec() (string, error) {
 	return s, nil
 }
 
+// log is what the probe logged: each slow or failed request with its trace.
+func (p *aliasProbe) log() string {
+	p.f.t.Helper()
+	rc, err := p.f.cli.ContainerLogs(context.Background(), p.name, container.LogsOptions{ShowStdout: true})
+	if err != nil {
+		return err.Error()
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return err.Error()
+	}
+	return out.String()
+}
+
 // probeCounts is what the probe saw: requests made, failed, and slow (answered after more than
 // a second), and the last failure's error.
 type probeCounts struct {
@@ -197,7 +213,7 @@ func TestStartFirstKeepsTheAliasServing(t *testing.T) {
 			t.Fatalf("start-first: %+v, %s", st.LastRollout, c)
 		}
 		if c.failures != 0 {
-			t.Errorf("start-first: requests to the alias failed: %s", c)
+			t.Errorf("start-first: requests to the alias failed: %s\nprobe log:\n%s", c, probe.log())
 		}
 		// The alias and the container's name resolve to the replacement alone.
 		now, err := f.cli.ContainerInspect(context.Background(), svc)
