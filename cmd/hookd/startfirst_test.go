@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -92,20 +93,14 @@ func (p *aliasProbe) exec() (string, error) {
 		return "", err
 	}
 	defer att.Close()
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := att.Reader.Read(buf)
-		b.WriteString(string(buf[:n]))
-		if err != nil {
-			break
-		}
+	var out, errOut strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &errOut, att.Reader); err != nil {
+		return "", err
 	}
-	s := b.String()
-	if i := strings.IndexFunc(s, func(r rune) bool { return r >= '0' && r <= '9' }); i >= 0 {
-		s = s[i:] // after the stream header
+	if errOut.Len() > 0 {
+		return "", errors.New(strings.TrimSpace(errOut.String()))
 	}
-	return s, nil
+	return out.String(), nil
 }
 
 // log is what the probe logged: each slow or failed request with its trace.
