@@ -22,6 +22,8 @@ type Runtime struct {
 	HealthTimeout time.Duration
 	Parallel      int  // containers switched at once
 	Cleanup       bool // remove the old image when nothing uses it
+	// Order says whether a replacement starts before or after the old container stops.
+	Order Order
 	// Verify, when set, is what a digest must be signed with before it is pulled.
 	Verify *VerifyPolicy
 	// Engines names the engines the runtime lives on; empty: every engine.
@@ -67,8 +69,24 @@ const DefaultRolloutsParallel = 4
 // NewRuntime returns a runtime with every default: recreate, one container at a time, the
 // default gate.
 func NewRuntime(name, image string) Runtime {
-	return Runtime{Name: name, Image: image, Recreate: true, MinUptime: DefaultMinUptime, HealthTimeout: DefaultHealthTimeout, Parallel: 1}
+	return Runtime{Name: name, Image: image, Recreate: true, MinUptime: DefaultMinUptime, HealthTimeout: DefaultHealthTimeout, Parallel: 1, Order: OrderStopFirst}
 }
+
+// Order is when a replacement starts relative to the old container's stop (Swarm's words).
+type Order string
+
+const (
+	// OrderStopFirst stops the old container, then starts and gates the replacement.
+	OrderStopFirst Order = "stop-first"
+	// OrderStartFirst starts and gates the replacement beside the old container, which serves
+	// until the replacement has passed; a container two copies of which cannot run at once
+	// (host ports, static addresses, shared namespaces) is switched stop-first, and the
+	// result's notes say so.
+	OrderStartFirst Order = "start-first"
+)
+
+// Orders lists every order, for config validation.
+func Orders() []Order { return []Order{OrderStopFirst, OrderStartFirst} }
 
 // Repository is the image without its tag ("host/repo").
 func (r Runtime) Repository() string { return r.Image[:strings.LastIndex(r.Image, ":")] }
@@ -163,8 +181,11 @@ type Result struct {
 	RolledBack []string  `json:"rolled_back,omitempty"`
 	// Services are the Swarm services Swarm rolled to the digest in this job (a service Swarm
 	// rolled back is in RolledBack).
-	Services []string  `json:"services,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
+	Services []string `json:"services,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+	// Notes say where the rollout did other than asked, and why (a start-first runtime's
+	// container switched stop-first): "NAME: stop-first: WHY".
+	Notes    []string  `json:"notes,omitempty"`
 	Requests int       `json:"requests"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`

@@ -111,6 +111,7 @@ type crashMember struct {
 	// slowStop makes `docker stop` take a second: the app ignores the stop signal until the
 	// engine kills it, as apps without signal handling do.
 	slowStop bool
+	runtime  string // its hookd.runtime label; "crash" when empty
 }
 
 // crashPoint is where a run SIGKILLs hookd: on the nth engine event of action for the runtime's
@@ -410,6 +411,9 @@ func crashCreate(t *testing.T, cli *client.Client, image string, m crashMember) 
 	}
 	labels := testkit.Labels(t)
 	labels["hookd.runtime"] = "crash"
+	if m.runtime != "" {
+		labels["hookd.runtime"] = m.runtime
+	}
 	cfg := &container.Config{Image: image, Labels: labels}
 	if m.slowStop {
 		timeout := 1

@@ -149,6 +149,7 @@ type runtimeStatus struct {
 		Requests  int      `json:"requests"`
 		Pulled    []string `json:"pulled"`
 		Recreated []string `json:"recreated"`
+		Notes     []string `json:"notes"`
 		Trigger   string   `json:"trigger"`
 	} `json:"last_rollout"`
 }

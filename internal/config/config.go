@@ -105,6 +105,7 @@ type RuntimeSpec struct {
 	HealthTimeout *Duration   `yaml:"health_timeout"` // nil: DefaultHealthTimeout
 	Parallel      int         `yaml:"parallel"`
 	Cleanup       bool        `yaml:"cleanup"`
+	Order         string      `yaml:"order"` // "": hookd.OrderStopFirst
 	Verify        *VerifySpec `yaml:"verify"`
 	Engines       []string    `yaml:"engines"` // none: every engine
 }
@@ -154,6 +155,9 @@ func (r RuntimeSpec) runtime() hookd.Runtime {
 	}
 	rt.Cleanup = r.Cleanup
 	rt.Engines = r.Engines
+	if r.Order != "" {
+		rt.Order = hookd.Order(r.Order)
+	}
 	return rt
 }
 
@@ -380,6 +384,9 @@ func (c *Config) validate() []error {
 		}
 		if spec.Parallel < 0 {
 			bad("%s: parallel must be at least 1", where)
+		}
+		if o := hookd.Order(spec.Order); spec.Order != "" && !slices.Contains(hookd.Orders(), o) {
+			bad("%s: order %q is not one of %s, %s", where, spec.Order, hookd.OrderStopFirst, hookd.OrderStartFirst)
 		}
 	}
 	return problems

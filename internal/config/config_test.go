@@ -152,6 +152,7 @@ runtimes:
     image: ghcr.io/org/b:v2
     recreate: false
     health_timeout: 5s
+    order: start-first
 `)
 	c, err := config.Load(file, env("HOOKD_LISTEN", "127.0.0.1:9001", "HOOKD_POLL_INTERVAL", "15m"))
 	if err != nil {
@@ -161,11 +162,14 @@ runtimes:
 		t.Errorf("environment does not override the file: listen %s, poll %s", c.Listen, c.Poll.Interval)
 	}
 	a, b := c.Runtimes[0], c.Runtimes[1]
-	if a.Image != "ghcr.io/org/app:latest" || !a.Recreate || a.Parallel != 1 {
+	if a.Image != "ghcr.io/org/app:latest" || !a.Recreate || a.Parallel != 1 || a.Order != hookd.OrderStopFirst {
 		t.Errorf("runtime a: %+v", a)
 	}
 	if up, health := a.Gate(); up != 0 || health != hookd.DefaultHealthTimeout {
 		t.Errorf("runtime a gate: %s %s, want 0 and the default", up, health)
+	}
+	if b.Order != hookd.OrderStartFirst {
+		t.Errorf("runtime b order: %q, want start-first", b.Order)
 	}
 	if up, health := b.Gate(); up != hookd.DefaultMinUptime || health.String() != "5s" || b.Recreate {
 		t.Errorf("runtime b gate: %s %s recreate %v", up, health, b.Recreate)
@@ -179,6 +183,20 @@ func TestUnknownKeyIsRefused(t *testing.T) {
 	file := write(t, t.TempDir(), "hookd.yaml", "runtimes:\n  - name: a\n    image: ghcr.io/o/a\n    min_uptim: 3s\n")
 	if _, err := config.Load(file, env()); err == nil || !strings.Contains(err.Error(), "min_uptim") {
 		t.Fatalf("a misspelt key was accepted: %v", err)
+	}
+}
+
+// check-config lists an unknown order with the others.
+func TestUnknownOrderIsListed(t *testing.T) {
+	file := write(t, t.TempDir(), "hookd.yaml", "runtimes:\n  - {name: a, image: ghcr.io/o/a, order: blue-green}\n  - {name: b, image: ghcr.io/o/b, parallel: -1}\n")
+	_, err := config.Load(file, env())
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{`runtime "a": order "blue-green" is not one of stop-first, start-first`, `runtime "b": parallel must be at least 1`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }
 

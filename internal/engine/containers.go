@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -30,6 +31,9 @@ type Container struct {
 	// Joins maps "network", "pid" and "ipc" to the ID of the container whose namespace this
 	// one shares (`--network container:X`, compose's `network_mode: service:X`).
 	Joins map[string]string
+	// Exclusive says why a second copy of this container could not run beside it (it binds a
+	// host port, uses the host's network, or pins an address); "" when one can.
+	Exclusive string
 }
 
 // List returns every container, running or not, labelled label=value (any
@@ -112,11 +116,45 @@ func summarise(c container.InspectResponse) Container {
 			}
 		}
 	}
+	out.Exclusive = exclusive(c)
 	if c.State != nil {
 		out.Running = c.State.Running
 		out.State = string(c.State.Status)
 	}
 	return out
+}
+
+// exclusive says why two copies of c cannot run at once: both would claim a host port, the
+// host's network, a static address or a pinned MAC address.
+func exclusive(c container.InspectResponse) string {
+	if hc := c.HostConfig; hc != nil {
+		if hc.NetworkMode.IsHost() {
+			return "uses the host's network"
+		}
+		ports := slices.Sorted(maps.Keys(hc.PortBindings))
+		for _, p := range ports {
+			for _, b := range hc.PortBindings[p] {
+				if b.HostPort != "" {
+					return "publishes host port " + b.HostPort + " (" + string(p) + ")"
+				}
+			}
+		}
+	}
+	if c.Config != nil && c.Config.MacAddress != "" { //nolint:staticcheck // the only place API < 1.44 keeps a pinned MAC
+		return "pins MAC address " + c.Config.MacAddress
+	}
+	if c.NetworkSettings != nil {
+		for _, n := range slices.Sorted(maps.Keys(c.NetworkSettings.Networks)) {
+			es := c.NetworkSettings.Networks[n]
+			if es == nil || es.IPAMConfig == nil {
+				continue
+			}
+			if ip := es.IPAMConfig.IPv4Address + es.IPAMConfig.IPv6Address; ip != "" {
+				return "pins its address on network " + n
+			}
+		}
+	}
+	return ""
 }
 
 // Stop stops the container with its own stop signal and stop timeout (the

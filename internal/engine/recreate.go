@@ -31,7 +31,17 @@ import (
 // container did not override is left unset, so the new image's defaults
 // apply. On failure nothing is left behind.
 func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name string) (string, error) {
-	return e.createReplacement(ctx, oldID, image, name, nil)
+	return e.createReplacement(ctx, oldID, image, name, nil, "")
+}
+
+// CreateBeside is CreateReplacement for a replacement that is started beside the old
+// container, before it takes the name: it also holds the old one's name (nameAlias) as a
+// network alias on each user-defined network, so that name resolves to it from its start and
+// after the swap. The engine's name record does not follow a rename of a running container
+// (measured on 20.10: the old name keeps resolving to the old address, even after it stops), so
+// the swap cannot be left to it.
+func (e *Engine) CreateBeside(ctx context.Context, oldID, image, name, nameAlias string) (string, error) {
+	return e.createReplacement(ctx, oldID, image, name, nil, nameAlias)
 }
 
 // CreateDependent is CreateReplacement for a container that shares the network, pid or ipc
@@ -39,10 +49,10 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 // replacement's, so the copy joins the new one. With image "" it keeps its own image, under the
 // reference it was created from while that still names the same image.
 func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
-	return e.createReplacement(ctx, oldID, image, name, providers)
+	return e.createReplacement(ctx, oldID, image, name, providers, "")
 }
 
-func (e *Engine) createReplacement(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
+func (e *Engine) createReplacement(ctx context.Context, oldID, image, name string, providers map[string]string, nameAlias string) (string, error) {
 	fail := func(err error) (string, error) {
 		return "", fmt.Errorf("create replacement %s for %s: %w", name, oldID, err)
 	}
@@ -115,6 +125,13 @@ func (e *Engine) createReplacement(ctx context.Context, oldID, image, name strin
 		hc.IpcMode = container.IpcMode("container:" + id)
 	}
 	first, rest := replacementEndpoints(old, hc, endpointMACs)
+	if nameAlias != "" && first != nil {
+		for _, ep := range append([]endpoint{*first}, rest...) {
+			if container.NetworkMode(ep.network).IsUserDefined() && !slices.Contains(ep.settings.Aliases, nameAlias) {
+				ep.settings.Aliases = append(ep.settings.Aliases, nameAlias)
+			}
+		}
+	}
 	var netCfg *network.NetworkingConfig
 	if first != nil {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{first.network: first.settings}}

@@ -425,3 +425,56 @@ func TestCreateReplacementCopiesListedFiles(t *testing.T) {
 		t.Error("a half-made replacement was left")
 	}
 }
+
+// A start-first replacement holds the old container's name as an alias on its user-defined
+// networks, beside the old one's own aliases; the default bridge takes none.
+func TestCreateBesideAddsTheNameAlias(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.image("app", "v1", testkit.App{Version: "v1"})
+	e.network(e.name("net1"), false)
+	name := e.name("svc")
+	oldID := e.create(name, &container.Config{Image: v1}, &container.HostConfig{NetworkMode: container.NetworkMode(e.name("net1"))},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{e.name("net1"): {Aliases: []string{"svc"}}}})
+	if err := e.cli.NetworkConnect(e.ctx(), "bridge", oldID, nil); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := e.eng.CreateBeside(e.ctx(), oldID, v1, name+"-next", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl := e.inspect(newID)
+	if got := repl.NetworkSettings.Networks[e.name("net1")].Aliases; !containsAll(got, "svc", name) {
+		t.Errorf("aliases on the user network %q, want svc and %s", got, name)
+	}
+	if got := repl.NetworkSettings.Networks["bridge"]; got == nil || len(got.Aliases) != 0 {
+		t.Errorf("default bridge endpoint %+v, want it connected without aliases", got)
+	}
+	if got := e.inspect(oldID).NetworkSettings.Networks[e.name("net1")].Aliases; slices.Contains(got, name) {
+		t.Errorf("the old container's aliases changed: %q", got)
+	}
+}
+
+// What keeps two copies of a container from running at once.
+func TestExclusive(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		c    container.InspectResponse
+		want string
+	}{
+		{"nothing", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{}}}, ""},
+		{"random host port", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{
+			PortBindings: nat.PortMap{"80/tcp": {{HostIP: "127.0.0.1"}}}}}}, ""},
+		{"fixed host port", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{
+			PortBindings: nat.PortMap{"80/tcp": {{HostPort: "8080"}}}}}}, "publishes host port 8080 (80/tcp)"},
+		{"host network", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{NetworkMode: "host"}}}, "uses the host's network"},
+		{"pinned MAC", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{}},
+			Config: &container.Config{MacAddress: "02:00:00:00:00:01"}}, "pins MAC address 02:00:00:00:00:01"},
+		{"static address", container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{}},
+			NetworkSettings: &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{
+				"back": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.0.0.9"}}}}}, "pins its address on network back"},
+	} {
+		if got := exclusive(c.c); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -41,6 +41,8 @@ type Container struct {
 	// Stale is set on a running container whose provider stopped: it runs in a namespace
 	// the engine has torn down (no network), until it is started again.
 	Stale bool
+	// Exclusive is as engine.Container's: why two copies could not run at once. A copy keeps it.
+	Exclusive string
 }
 
 // Engine is the fake. Its hooks, when set, are called with the engine's lock released; a hook's
@@ -62,6 +64,9 @@ type Engine struct {
 	OnPull func(ctx context.Context, ref string) error
 	// OnCreate runs before a replacement is created.
 	OnCreate func(oldID, image, name string) error
+	// OnChange runs before a container is renamed ("rename"), stopped ("stop") or removed
+	// ("remove"); its error fails the call.
+	OnChange func(op string, c Container) error
 	// ListCalls counts List calls.
 	ListCalls int
 	// OnServices, when set, answers Services (the fake is otherwise in no swarm).
@@ -187,7 +192,7 @@ func summary(c *Container) engine.Container {
 		state = "running"
 	}
 	return engine.Container{ID: c.ID, Name: c.Name, Image: c.Image, ImageID: c.ImageID, Running: c.Running, State: state,
-		Labels: maps.Clone(c.Labels), AutoRemove: c.AutoRemove, Joins: maps.Clone(c.Joins)}
+		Labels: maps.Clone(c.Labels), AutoRemove: c.AutoRemove, Joins: maps.Clone(c.Joins), Exclusive: c.Exclusive}
 }
 
 // HasImage implements the engine's lookup of repo@digest.
@@ -277,6 +282,11 @@ func (e *Engine) CreateReplacement(ctx context.Context, oldID, image, name strin
 	return e.CreateDependent(ctx, oldID, image, name, nil)
 }
 
+// CreateBeside is CreateReplacement; the fake has no networks to alias on.
+func (e *Engine) CreateBeside(ctx context.Context, oldID, image, name, _ string) (string, error) {
+	return e.CreateDependent(ctx, oldID, image, name, nil)
+}
+
 // CreateDependent is CreateReplacement with the copy's Joins moved from old providers to new
 // ones; image "" keeps the old container's.
 func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error) {
@@ -304,7 +314,7 @@ func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string,
 	if image == "" {
 		image, imageID = old.Image, old.ImageID
 	}
-	c := &Container{ID: fmt.Sprintf("%064d", e.seq), Name: name, Image: image, ImageID: imageID, Labels: labels, AutoRemove: old.AutoRemove}
+	c := &Container{ID: fmt.Sprintf("%064d", e.seq), Name: name, Image: image, ImageID: imageID, Labels: labels, AutoRemove: old.AutoRemove, Exclusive: old.Exclusive}
 	for kind, id := range old.Joins {
 		if c.Joins == nil {
 			c.Joins = map[string]string{}
@@ -319,8 +329,29 @@ func (e *Engine) CreateDependent(ctx context.Context, oldID, image, name string,
 	return c.ID, nil
 }
 
+// change runs OnChange for ref, with the lock released.
+func (e *Engine) change(op, ref string) error {
+	if e.OnChange == nil {
+		return nil
+	}
+	e.mu.Lock()
+	c := e.find(ref)
+	var snapshot Container
+	if c != nil {
+		snapshot = *c
+	}
+	e.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return e.OnChange(op, snapshot)
+}
+
 // Rename renames a container; a name in use is a conflict.
 func (e *Engine) Rename(ctx context.Context, id, name string) error {
+	if err := e.change("rename", id); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, err := e.get(id)
@@ -337,6 +368,9 @@ func (e *Engine) Rename(ctx context.Context, id, name string) error {
 
 // Stop stops a container; a stopped one stays stopped.
 func (e *Engine) Stop(ctx context.Context, id string) error {
+	if err := e.change("stop", id); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, err := e.get(id)
@@ -412,6 +446,9 @@ func (e *Engine) Restart(ctx context.Context, id string) error {
 
 // Remove force-removes a container; a missing one is not an error, as with the engine adapter.
 func (e *Engine) Remove(ctx context.Context, id string) error {
+	if err := e.change("remove", id); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, err := e.get(id)

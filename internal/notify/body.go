@@ -22,6 +22,7 @@ type Rollout struct {
 	Recreated  []string        `json:"recreated"`
 	RolledBack []string        `json:"rolled_back"`
 	Failed     []hookd.Failure `json:"failed"`
+	Notes      []string        `json:"notes"` // where a start-first runtime's container switched stop-first, and why
 	Started    time.Time       `json:"started"`
 	Finished   time.Time       `json:"finished"`
 	JobID      uint64          `json:"job_id"`
@@ -47,7 +48,7 @@ func (n *Notifier) encode(format string, res hookd.Result) ([]byte, error) {
 		v = Rollout{
 			Runtime: res.Runtime, Engine: res.Engine, Result: res.Outcome, Digest: res.Digest, Image: res.Image, Reason: res.Reason,
 			Recreated: orEmpty(res.Recreated), RolledBack: orEmpty(res.RolledBack), Failed: orEmpty(res.Failed),
-			Started: res.Started, Finished: res.Finished, JobID: res.JobID, Trigger: res.Trigger,
+			Notes: orEmpty(res.Notes), Started: res.Started, Finished: res.Finished, JobID: res.JobID, Trigger: res.Trigger,
 			Hookd: Sender{Version: n.version},
 		}
 	}

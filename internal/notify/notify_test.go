@@ -186,7 +186,7 @@ func TestJSONBodyIsSignedLikeGitHub(t *testing.T) {
 	if err := json.Unmarshal(got.body, &body); err != nil {
 		t.Fatalf("body is not JSON: %v\n%s", err, got.body)
 	}
-	for _, k := range []string{"runtime", "result", "digest", "image", "reason", "recreated", "rolled_back", "failed", "started", "finished", "job_id", "trigger", "hookd"} {
+	for _, k := range []string{"runtime", "result", "digest", "image", "reason", "recreated", "rolled_back", "failed", "notes", "started", "finished", "job_id", "trigger", "hookd"} {
 		if _, ok := body[k]; !ok {
 			t.Errorf("body has no %q: %s", k, got.body)
 		}
@@ -215,7 +215,7 @@ func TestJSONListsAreNeverNullAndUnsignedWithoutSecret(t *testing.T) {
 	if s := got.header.Get(notify.HeaderSignature); s != "" {
 		t.Errorf("signed without a secret: %q", s)
 	}
-	for _, k := range []string{`"recreated":[]`, `"rolled_back":[]`, `"failed":[]`} {
+	for _, k := range []string{`"recreated":[]`, `"rolled_back":[]`, `"failed":[]`, `"notes":[]`} {
 		if !bytes.Contains(got.body, []byte(k)) {
 			t.Errorf("body lacks %s: %s", k, got.body)
 		}

@@ -22,6 +22,9 @@ type Images interface {
 type Containers interface {
 	Inspect(ctx context.Context, id string) (engine.Container, error)
 	CreateReplacement(ctx context.Context, oldID, image, name string) (string, error)
+	// CreateBeside is CreateReplacement for a start-first switch: the copy also holds the old
+	// container's name as a network alias.
+	CreateBeside(ctx context.Context, oldID, image, name, nameAlias string) (string, error)
 	// CreateDependent is CreateReplacement for a container sharing the namespace of others:
 	// providers maps their old IDs to their replacements'. Image "" keeps its own.
 	CreateDependent(ctx context.Context, oldID, image, name string, providers map[string]string) (string, error)

@@ -84,6 +84,8 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		j.r.Dependents = append(j.r.Dependents, store.Dependent{ID: d.ID, Name: d.Name, WasRunning: d.Running,
 			Providers: slices.Sorted(maps.Values(d.Joins))})
 	}
+	startFirst, notes := orders(rt, todo, deps)
+	res.Notes = append(res.Notes, notes...)
 	minUptime, healthTimeout := rt.Gate()
 	for start := 0; start < len(todo); start += rt.Parallel {
 		batch := todo[start:min(start+rt.Parallel, len(todo))]
@@ -92,7 +94,7 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		var wg sync.WaitGroup
 		for i, c := range batch {
 			wg.Go(func() {
-				if errs[i] = s.switchOne(bctx, j, rt, c, imageID, nil, true); errs[i] != nil {
+				if errs[i] = s.switchOne(bctx, j, rt, c, imageID, nil, true, startFirst[c.ID]); errs[i] != nil {
 					cancel() // the batch rolls back anyway: the others need not sit out their gates
 				}
 			})
@@ -116,7 +118,7 @@ func (s *Service) rollout(ctx context.Context, rt hookd.Runtime, ref, imageID st
 		}
 		for _, d := range deps {
 			dctx, cancel := context.WithTimeout(ctx, max(minUptime, healthTimeout)+engineSlack)
-			err := s.switchOne(dctx, j, rt, d, imageID, replaced, slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == d.ID }))
+			err := s.switchOne(dctx, j, rt, d, imageID, replaced, slices.ContainsFunc(members, func(m engine.Container) bool { return m.ID == d.ID }), false)
 			cancel()
 			if err != nil {
 				return s.rollBack(ctx, j, err, res)
@@ -221,7 +223,12 @@ func (j *journal) step(sw *store.Switch, step string, change func()) error {
 //
 // A dependent (providers set: old provider ID → new) is recreated joining the new providers,
 // on the runtime's image when it is a member of the runtime, otherwise on its own.
-func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string, providers map[string]string, member bool) error {
+//
+// startFirst (a running container two copies of which can run at once) starts the replacement
+// under its temporary name instead, beside the old one, and gates it there: both serve the
+// networks' aliases meanwhile. Only once it has passed is the old one stopped and are the names
+// swapped, so the aliases always have a serving copy.
+func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c engine.Container, imageID string, providers map[string]string, member, startFirst bool) error {
 	sw := &store.Switch{
 		Name: c.Name, OldID: c.ID, OldImageID: c.ImageID, WasRunning: c.Running,
 		TempName: c.Name + catalog.TempSuffix, AsideName: c.Name + catalog.AsideSuffix,
@@ -242,9 +249,13 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 	}
 	var newID string
 	var err error
-	if providers == nil {
+	startFirst = startFirst && c.Running && providers == nil
+	switch {
+	case startFirst:
+		newID, err = s.engine.CreateBeside(ctx, c.ID, image, sw.TempName, c.Name)
+	case providers == nil:
 		newID, err = s.engine.CreateReplacement(ctx, c.ID, image, sw.TempName)
-	} else {
+	default:
 		if !member {
 			image, imageID = "", c.ImageID // not the runtime's: it keeps its image
 		}
@@ -257,6 +268,9 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 		return fmt.Errorf("%s: inspect replacement: %w", c.Name, err)
 	} else if created.ImageID != imageID {
 		return fmt.Errorf("%s: replacement got image %s, not %s", c.Name, created.ImageID, imageID)
+	}
+	if startFirst {
+		return s.switchStartFirst(ctx, j, rt, sw, newID)
 	}
 	// Names are swapped while the old container still serves, so the time nothing answers is
 	// only the engine's stop of the old one and start of the new one.
@@ -295,6 +309,87 @@ func (s *Service) switchOne(ctx context.Context, j *journal, rt hookd.Runtime, c
 		return fmt.Errorf("%s: %w", c.Name, err)
 	}
 	return j.step(sw, store.StepSwitched, nil)
+}
+
+// switchStartFirst takes a created replacement through start-first: start it under its
+// temporary name and gate it while the old container still serves (both hold the networks'
+// aliases, and the replacement the old one's name as an alias too), then stop the old one and
+// only then swap the names. The old one is stopped under its own name, so the engine drops its
+// name record with it; renaming it while it ran would leave that record behind (the engine does
+// not move a running container's name record on a rename). Each step is journaled before it is
+// taken; a revert from any of them removes the replacement and gives the old one its name and
+// its run back.
+func (s *Service) switchStartFirst(ctx context.Context, j *journal, rt hookd.Runtime, sw *store.Switch, newID string) error {
+	if err := j.step(sw, store.StepStartTemp, func() { sw.NewID, sw.Order = newID, string(hookd.OrderStartFirst) }); err != nil {
+		return err
+	}
+	started := time.Now()
+	if err := s.engine.Start(ctx, newID); err != nil {
+		return imageFault(ctx, fmt.Errorf("%s: start: %w", sw.Name, err))
+	}
+	if err := s.gate(ctx, newID, rt, started); err != nil {
+		return fmt.Errorf("%s: %w", sw.Name, err)
+	}
+	if err := j.step(sw, store.StepStopOld, nil); err != nil {
+		return err
+	}
+	if err := s.engine.Stop(ctx, sw.OldID); err != nil {
+		return fmt.Errorf("%s: stop: %w", sw.Name, err)
+	}
+	if err := j.step(sw, store.StepRenameOld, nil); err != nil {
+		return err
+	}
+	if err := s.engine.Rename(ctx, sw.OldID, sw.AsideName); err != nil {
+		return fmt.Errorf("%s: rename old: %w", sw.Name, err)
+	}
+	if err := j.step(sw, store.StepRenameNew, nil); err != nil {
+		return err
+	}
+	if err := s.engine.Rename(ctx, newID, sw.Name); err != nil {
+		return fmt.Errorf("%s: rename new: %w", sw.Name, err)
+	}
+	return j.step(sw, store.StepSwitched, nil)
+}
+
+// orders picks, for a start-first runtime, the containers that can switch start-first (by ID)
+// and notes why each other running one switches stop-first. Two copies of a container must be
+// able to run at once: not when both would claim a host port, the host's network or a pinned
+// address; not when it shares another's namespace (both would bind in one); not when others
+// share its own (they join the copy only once it is final). The others keep stop-first.
+func orders(rt hookd.Runtime, todo, deps []engine.Container) (map[string]bool, []string) {
+	if rt.Order != hookd.OrderStartFirst {
+		return nil, nil
+	}
+	provider := map[string]bool{}
+	for _, d := range deps {
+		for _, p := range d.Joins {
+			provider[p] = true
+		}
+	}
+	startFirst := map[string]bool{}
+	var notes []string
+	note := func(c engine.Container, why string) {
+		notes = append(notes, c.Name+": switched stop-first: "+why)
+	}
+	for _, c := range todo {
+		switch {
+		case !c.Running: // recreated and left stopped: no order to keep
+		case c.Exclusive != "":
+			note(c, c.Exclusive)
+		case len(c.Joins) > 0:
+			note(c, "shares the "+slices.Sorted(maps.Keys(c.Joins))[0]+" namespace of another container")
+		case provider[c.ID]:
+			note(c, "other containers share its namespaces")
+		default:
+			startFirst[c.ID] = true
+		}
+	}
+	for _, d := range deps {
+		if d.Running {
+			note(d, "shares the "+slices.Sorted(maps.Keys(d.Joins))[0]+" namespace of a replaced container")
+		}
+	}
+	return startFirst, notes
 }
 
 // gate passes when the container has stayed up for min_uptime without restarting and, where it
@@ -438,7 +533,7 @@ func (s *Service) revert(ctx context.Context, r *store.Rollout) error {
 func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
 	stopped := map[string]bool{} // providers this rollout stopped
 	for _, sw := range r.Containers {
-		if sw.WasRunning && sw.Step != store.StepCreate && sw.Step != store.StepRenameOld && sw.Step != store.StepRenameNew {
+		if sw.WasRunning && stoppedOld(sw) {
 			stopped[sw.OldID] = true
 		}
 	}
@@ -465,6 +560,15 @@ func (s *Service) rejoin(ctx context.Context, r *store.Rollout) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stoppedOld reports whether the switch had reached the stop of its old container.
+func stoppedOld(sw *store.Switch) bool {
+	before := []string{store.StepCreate, store.StepRenameOld, store.StepRenameNew}
+	if sw.Order == string(hookd.OrderStartFirst) {
+		before = []string{store.StepCreate, store.StepStartTemp}
+	}
+	return !slices.Contains(before, sw.Step)
 }
 
 func (s *Service) revertOne(ctx context.Context, sw *store.Switch) error {

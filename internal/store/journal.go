@@ -9,9 +9,12 @@ import (
 
 var bucketJournal = []byte("journal")
 
-// Rollout steps, journaled before each is taken, in this order.
+// Rollout steps, journaled before each is taken, in this order. A start-first switch
+// (Switch.Order) takes create, start_temp, stop_old, rename_old, rename_new, switched: the
+// replacement runs from start_temp on, and the old one is stopped before the names swap.
 const (
 	StepCreate    = "create"     // the replacement is being created under TempName
+	StepStartTemp = "start_temp" // start-first: the replacement is started under TempName and gated beside the old one
 	StepRenameOld = "rename_old" // the old container (still serving) is being renamed to AsideName
 	StepRenameNew = "rename_new" // the replacement is taking Name
 	StepStopOld   = "stop_old"   // the old container is being stopped and the replacement started
@@ -53,6 +56,9 @@ type Switch struct {
 	NewID      string `json:"new_id,omitempty"`
 	Step       string `json:"step"`
 	Seq        int    `json:"seq,omitempty"` // order in which the switches began, from 1
+	// Order is "start-first" when the replacement was started before the old one stopped;
+	// "" is stop-first.
+	Order string `json:"order,omitempty"`
 }
 
 // WriteJournal durably records the rollout's state; it is called before each step is taken.

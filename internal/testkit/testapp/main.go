@@ -10,9 +10,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -32,6 +36,22 @@ func run(args []string) error {
 	switch cmd {
 	case "serve":
 		return serve()
+	case "probe":
+		if len(args) != 1 {
+			return errors.New("usage: probe URL")
+		}
+		return probe(args[0])
+	case "lookup":
+		if len(args) != 1 {
+			return errors.New("usage: lookup HOST")
+		}
+		addrs, err := net.LookupHost(args[0])
+		if err != nil {
+			return err
+		}
+		slices.Sort(addrs)
+		_, err = fmt.Println(strings.Join(addrs, " "))
+		return err
 	case "health":
 		return get(healthURL(), io.Discard)
 	case "get":
@@ -142,4 +162,87 @@ func serve() error {
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	}
+}
+
+// probe requests url every 20 ms, each on a new connection (so each request resolves the name
+// afresh, as a client without keep-alive does), and answers GET /counts on APP_ADDR (default
+// :8090) with "requests failures slow last-error": what a client of a service sees during a
+// rollout. It is a client that gives a request 10 s and a connect 5 s in all, split between the
+// addresses the name resolves to (Go's dialer then gives each of two addresses 2.5 s before it
+// tries the next). A request fails on an error, a status other than 200 or its timeout; one that
+// succeeds after more than half a second is slow. Each slow or failed one is logged with its
+// trace (addresses resolved, dials).
+func probe(url string) error {
+	var mu sync.Mutex
+	var requests, failures, slow int
+	var lastErr string
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
+	go func() {
+		for range time.Tick(20 * time.Millisecond) {
+			began := time.Now()
+			trace, err := probeOnce(client, url)
+			mu.Lock()
+			requests++
+			switch {
+			case err != nil:
+				failures++
+				lastErr = err.Error()
+				fmt.Printf("%s failed after %s: %v [%s]\n", began.Format(time.RFC3339Nano), time.Since(began), err, trace)
+			case time.Since(began) > 500*time.Millisecond:
+				slow++
+				fmt.Printf("%s slow: %s [%s]\n", began.Format(time.RFC3339Nano), time.Since(began), trace)
+			}
+			mu.Unlock()
+		}
+	}()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /counts", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%d %d %d %s", requests, failures, slow, lastErr)
+	})
+	srv := &http.Server{Addr: envOr("APP_ADDR", ":8090"), Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return srv.ListenAndServe()
+}
+
+func probeOnce(c *http.Client, url string) (trace string, err error) {
+	var mu sync.Mutex
+	var steps []string
+	began := time.Now()
+	note := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, fmt.Sprintf("+%s ", time.Since(began).Round(time.Millisecond))+fmt.Sprintf(format, args...))
+	}
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		DNSDone:              func(i httptrace.DNSDoneInfo) { note("dns %v %v", i.Addrs, i.Err) },
+		ConnectStart:         func(_, addr string) { note("dial %s", addr) },
+		ConnectDone:          func(_, addr string, err error) { note("dialed %s %v", addr, err) },
+		WroteRequest:         func(i httptrace.WroteRequestInfo) { note("wrote %v", i.Err) },
+		GotFirstResponseByte: func() { note("first byte") },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		trace = strings.Join(steps, "; ")
+	}()
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return "", nil
 }
