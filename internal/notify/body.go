@@ -15,7 +15,7 @@ import (
 type Rollout struct {
 	Runtime    string          `json:"runtime"`
 	Engine     string          `json:"engine,omitempty"` // the engine the rollout ran on
-	Result     hookd.Outcome   `json:"result"` // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
+	Result     hookd.Outcome   `json:"result"`           // rolled_out, rolled_back, failed (or another job result the endpoint asked for)
 	Digest     string          `json:"digest"`
 	Image      string          `json:"image"`
 	Reason     string          `json:"reason"`

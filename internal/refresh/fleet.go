@@ -178,6 +178,10 @@ func Combine(results []hookd.Result) hookd.Result {
 		out.Pulled = append(out.Pulled, r.Pulled...)
 		out.Recreated = append(out.Recreated, r.Recreated...)
 		out.RolledBack = append(out.RolledBack, r.RolledBack...)
+		out.Services = append(out.Services, r.Services...)
+		for _, n := range r.Notes {
+			out.Notes = append(out.Notes, "engine "+r.Engine+": "+n)
+		}
 		for _, fl := range r.Failed {
 			fl.Reason = "engine " + r.Engine + ": " + fl.Reason
 			out.Failed = append(out.Failed, fl)

@@ -82,10 +82,11 @@ func TestCombineResultsOfEngines(t *testing.T) {
 		{Runtime: "web", Engine: "a", Outcome: hookd.OutcomeRolledOut, Recreated: []string{"web-1"}, Started: t0, Finished: t0.Add(time.Second)},
 		{Runtime: "web", Engine: "b", Outcome: hookd.OutcomeRolledBack, RolledBack: []string{"web-1"}, Reason: "exited 1",
 			Failed: []hookd.Failure{{Ref: "r@d", Reason: "exited 1"}}, Started: t0.Add(-time.Second), Finished: t0.Add(3 * time.Second)},
-		{Runtime: "web", Engine: "c", Outcome: hookd.OutcomeUpToDate, Started: t0, Finished: t0},
+		{Runtime: "web", Engine: "c", Outcome: hookd.OutcomeUpToDate, Started: t0, Finished: t0, Notes: []string{"web: switched stop-first: uses the host's network"}},
 	})
 	if got.Outcome != hookd.OutcomeRolledBack || len(got.Engines) != 3 || got.Reason != "engine b: exited 1" ||
 		!slices.Equal(got.Recreated, []string{"web-1"}) || len(got.Failed) != 1 || got.Failed[0].Reason != "engine b: exited 1" ||
+		!slices.Equal(got.Notes, []string{"engine c: web: switched stop-first: uses the host's network"}) ||
 		!got.Started.Equal(t0.Add(-time.Second)) || !got.Finished.Equal(t0.Add(3*time.Second)) {
 		t.Fatalf("combined %+v", got)
 	}

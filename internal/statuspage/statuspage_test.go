@@ -337,7 +337,8 @@ func TestStatusPageShowsEachEngine(t *testing.T) {
 		}
 		outcome := []hookd.Outcome{hookd.OutcomeRolledOut, hookd.OutcomeFailed}[i]
 		if err := es.Finish(hookd.Result{JobID: 7, Runtime: "storefront", Engine: name, Outcome: outcome, Image: image,
-			Reason: "reason-on-" + name, Started: time.Now(), Finished: time.Now()}); err != nil {
+			Reason: "reason-on-" + name, Notes: []string{"note-on-" + name}, Services: []string{"svc-on-" + name},
+			Started: time.Now(), Finished: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		hosts = append(hosts, admin.Host{Engine: name, Catalog: catalog.New(rts, nil, time.Minute), Store: es})
@@ -356,7 +357,8 @@ func TestStatusPageShowsEachEngine(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /: %d", resp.StatusCode)
 	}
-	for _, want := range []string{`data-engine="edge-1"`, `data-engine="edge-2"`, "on edge-1", "on edge-2", "reason-on-edge-1", "reason-on-edge-2"} {
+	for _, want := range []string{`data-engine="edge-1"`, `data-engine="edge-2"`, "on edge-1", "on edge-2", "reason-on-edge-1", "reason-on-edge-2",
+		"note-on-edge-1", "services svc-on-edge-2"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -240,6 +240,8 @@ input[type=password]{width:100%;font:inherit;padding:.5rem;border-radius:6px;bor
 <br><span class="muted">job {{.JobID}} · {{.Trigger}}{{if gt .Requests 1}} · {{.Requests}} requests{{end}}</span>{{if .Digest}} · {{template "digest" .Digest}}{{end}}
 {{if .Recreated}}<br>recreated {{join .Recreated ", "}}{{end}}
 {{if .RolledBack}}<br>rolled back {{join .RolledBack ", "}}{{end}}
+{{if .Services}}<br>services {{join .Services ", "}}{{end}}
+{{if .Notes}}<ul class="plain">{{range .Notes}}<li class="muted">{{.}}</li>{{end}}</ul>{{end}}
 {{if .Reason}}<p class="reason">{{.Reason}}</p>{{end}}
 {{if .Failed}}<ul class="plain">{{range .Failed}}<li><code>{{.Ref}}</code>: {{.Reason}}</li>{{end}}</ul>{{end}}
 {{else}}<span class="muted">none yet</span>{{end}}</dd>
