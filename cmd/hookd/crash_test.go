@@ -193,19 +193,7 @@ runtimes:
 		}
 
 		p = crashStart(t, bin, cfgFile, stateDir)
-		var st runtimeStatus
-		p.eventually(t, func() (bool, string) {
-			st = p.daemonRun.status("crash")
-			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
-				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
-			}
-			problems := crashProblems(t, cli, id, members, crashImageID(t, cli, reg.Host+"/org/crash@"+digest))
-			return len(problems) == 0, fmt.Sprintf("%s: %v", point.name, problems)
-		})
-		if r := st.LastRollout.Result; r != "rolled_out" && r != "up_to_date" {
-			t.Fatalf("%s: last rollout %+v", point.name, st.LastRollout)
-		}
-		crashVolumesIntact(t, cli, members)
+		st := crashConverged(t, cli, p, "crash", point, id, members, reg.Host+"/org/crash", digest)
 		lastJob, good = st.LastRollout.JobID, crashImageID(t, cli, reg.Host+"/org/crash@"+digest)
 		converged := time.Now()
 		p.term()
@@ -247,6 +235,26 @@ runtimes:
 
 // crashApp is an image unique to this test: images are content-addressed, and another test's
 // identical image would be shared with it (and its cleanup).
+// crashConverged waits until the restarted hookd has finished the job on digest with every
+// member healthy on it, and checks the outcome and the members' volumes.
+func crashConverged(t *testing.T, cli *client.Client, p *crashProc, runtime string, point crashPoint, id string, members []crashMember, repo, digest string) runtimeStatus {
+	t.Helper()
+	var st runtimeStatus
+	p.eventually(t, func() (bool, string) {
+		st = p.daemonRun.status(runtime)
+		if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
+			return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
+		}
+		problems := crashProblems(t, cli, id, members, crashImageID(t, cli, repo+"@"+digest))
+		return len(problems) == 0, fmt.Sprintf("%s: %v", point.name, problems)
+	})
+	if r := st.LastRollout.Result; r != "rolled_out" && r != "up_to_date" {
+		t.Fatalf("%s: last rollout %+v", point.name, st.LastRollout)
+	}
+	crashVolumesIntact(t, cli, members)
+	return st
+}
+
 func crashApp(testID, version, mode string) testkit.App {
 	return testkit.App{Version: version, Mode: mode, Env: []string{"CRASH_TEST=" + testID}}
 }

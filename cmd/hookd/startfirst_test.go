@@ -353,19 +353,7 @@ runtimes:
 		}
 
 		p = crashStart(t, bin, cfgFile, stateDir)
-		var st runtimeStatus
-		p.eventually(t, func() (bool, string) {
-			st = p.daemonRun.status(runtime)
-			if st.Pending != nil || st.LastRollout == nil || st.LastRollout.Digest != digest {
-				return false, fmt.Sprintf("%s: waiting for the job on %s: pending %+v last %+v", point.name, digest, st.Pending, st.LastRollout)
-			}
-			problems := crashProblems(t, cli, id, members, crashImageID(t, cli, reg.Host+"/org/crash@"+digest))
-			return len(problems) == 0, fmt.Sprintf("%s: %v", point.name, problems)
-		})
-		if r := st.LastRollout.Result; r != "rolled_out" && r != "up_to_date" {
-			t.Fatalf("%s: last rollout %+v", point.name, st.LastRollout)
-		}
-		crashVolumesIntact(t, cli, members)
+		crashConverged(t, cli, p, runtime, point, id, members, reg.Host+"/org/crash", digest)
 		// (Killed at the commit, hookd may have cleared its journal already: nothing to settle.)
 		if point.action != "destroy" && !p.logs.contains("settled interrupted rollout") {
 			t.Errorf("%s: the restart settled no journaled rollout:\n%s", point.name, p.logs)
