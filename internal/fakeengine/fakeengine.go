@@ -71,6 +71,8 @@ type Engine struct {
 	ListCalls int
 	// OnServices, when set, answers Services (the fake is otherwise in no swarm).
 	OnServices func(label, value string) ([]engine.Service, error)
+	// Swarm, when set, makes the fake a swarm manager with these services.
+	Swarm *Swarm
 }
 
 // New returns an empty engine.

@@ -376,7 +376,10 @@ func (s *Service) execute(ctx context.Context, job hookd.Job) (res hookd.Result,
 	if err != nil {
 		return finished(&res, hookd.OutcomeFailed, err.Error()), true
 	}
-	if rec.FailedDigest == digest && !job.Force {
+	// A manual refresh retries a digest that failed before it was asked for, not one that
+	// failed since: a forced job interrupted by a crash, whose outcome the restart read from
+	// the journal, is not submitted a second time.
+	if rec.FailedDigest == digest && (!job.Force || rec.FailedAt.After(job.QueuedAt)) {
 		return finished(&res, hookd.OutcomeSkipped, "digest failed before ("+rec.FailedReason+"); a newer push or a manual refresh tries again"), true
 	}
 

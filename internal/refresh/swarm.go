@@ -124,9 +124,15 @@ func (s *Service) updateService(ctx context.Context, rt hookd.Runtime, svc engin
 			// Pinned already (by hookd before, or by hand): never submitted again. Swarm may
 			// still be rolling the tasks to it.
 			if converged(svc, digest) {
+				s.clearServiceUpdate(rt.Name, svc)
 				return serviceEnd{outcome: hookd.OutcomeUpToDate}
 			}
-			return s.awaitService(ctx, svc.ID, digest, svc.Version, false)
+			end := s.awaitService(ctx, svc.ID, digest, svc.Version, false)
+			if !end.pending {
+				// This job reports the end: an update journaled by an interrupted job is done.
+				s.clearServiceUpdate(rt.Name, svc)
+			}
+			return end
 		case svc.Updating():
 			return serviceEnd{outcome: hookd.OutcomeFailed, reason: fmt.Sprintf(
 				"Swarm is already updating it (%s); not touched, the poll looks again later", svc.UpdateState)}
@@ -147,26 +153,44 @@ func (s *Service) updateService(ctx context.Context, rt hookd.Runtime, svc engin
 			if !end.pending {
 				// Ended: Swarm's outcome is in the result. One still rolling stays journaled,
 				// and the runtime's worker reads its end before the next job.
-				if err := s.store.ClearServiceUpdate(rt.Name, svc.ID); err != nil {
-					s.log.Error("clear service journal", "runtime", rt.Name, "service", svc.Name, "err", err)
-				}
+				s.clearServiceUpdate(rt.Name, svc)
 			}
 			return end
 		}
-		// Not submitted: nothing to settle later. (An update that went out though its answer
-		// was lost shows as a pinned spec, which is never submitted again.)
-		if cerr := s.store.ClearServiceUpdate(rt.Name, svc.ID); cerr != nil {
-			s.log.Error("clear service journal", "runtime", rt.Name, "service", svc.Name, "err", cerr)
-		}
-		if !errors.Is(err, engine.ErrServiceConflict) || try >= serviceConflicts {
-			return serviceEnd{outcome: hookd.OutcomeFailed, reason: err.Error()}
-		}
+		// Refused as out of sequence, the update certainly did not go out. Any other error may
+		// have come after Swarm took it (an answer lost): the service, read again, tells.
+		conflict := errors.Is(err, engine.ErrServiceConflict)
 		rctx, cancel := context.WithTimeout(ctx, engineSlack)
-		svc, err = s.engine.Service(rctx, svc.ID)
+		now, rerr := s.engine.Service(rctx, svc.ID)
 		cancel()
-		if err != nil {
+		switch {
+		case rerr != nil && !conflict:
+			// Cannot tell: the journal stays, and the settle before the runtime's next job
+			// decides from the spec's version, never submitting again.
+			return serviceEnd{outcome: hookd.OutcomeFailed, reason: err.Error()}
+		case !conflict && (now.Version > svc.Version || engine.ImageDigest(now.Image) == digest):
+			s.log.Warn("service update answered with an error but went out; waiting for Swarm", "runtime", rt.Name, "service", svc.Name, "err", err)
+			end := s.awaitService(ctx, svc.ID, digest, svc.Version, true)
+			if !end.pending {
+				s.clearServiceUpdate(rt.Name, svc)
+			}
+			return end
+		}
+		s.clearServiceUpdate(rt.Name, svc)
+		if !conflict || try >= serviceConflicts {
 			return serviceEnd{outcome: hookd.OutcomeFailed, reason: err.Error()}
 		}
+		if rerr != nil {
+			return serviceEnd{outcome: hookd.OutcomeFailed, reason: rerr.Error()}
+		}
+		svc = now
+	}
+}
+
+// clearServiceUpdate forgets the journaled update of svc, if any, once its end is known.
+func (s *Service) clearServiceUpdate(runtime string, svc engine.Service) {
+	if err := s.store.ClearServiceUpdate(runtime, svc.ID); err != nil {
+		s.log.Error("clear service journal", "runtime", runtime, "service", svc.Name, "err", err)
 	}
 }
 
@@ -244,9 +268,12 @@ func serviceOutcome(svc engine.Service, digest string, from uint64, submitted bo
 	return serviceEnd{}, false
 }
 
-// settleServices ends the service updates journaled for runtime: one that went out (the
-// spec's version moved past the one it was submitted at) is waited for and its outcome
-// recorded; one that never went out is forgotten. None is submitted again.
+// settleServices ends the service updates journaled for runtime, from one read of each
+// service: one that went out (the spec's version moved past the one it was submitted at, or
+// the spec is pinned to the digest) and has ended gets its outcome recorded; one that never
+// went out is forgotten. One Swarm still rolls stays journaled without holding the runtime up:
+// the next job finds its spec pinned and waits for it, or finds Swarm busy and leaves it. None
+// is submitted again.
 func (s *Service) settleServices(ctx context.Context, runtime string) error {
 	open, err := s.store.ServiceUpdates(runtime)
 	if err != nil || len(open) == 0 {
@@ -260,12 +287,16 @@ func (s *Service) settleServices(ctx context.Context, runtime string) error {
 		switch {
 		case engine.IsNotFound(err):
 			// Removed meanwhile: nothing to wait for.
+		case errors.Is(err, engine.ErrNotManager):
+			// The node left the managers: what Swarm did is no longer this engine's to read.
+			s.log.Warn("interrupted service update cannot be read: this engine is no longer a swarm manager", "runtime", runtime, "service", u.Service)
 		case err != nil:
 			return fmt.Errorf("settle service %s: %w", u.Service, err)
 		case svc.Version > u.Version || engine.ImageDigest(svc.Image) == u.Digest:
-			end := s.awaitService(ctx, u.ServiceID, u.Digest, u.Version, true)
-			if end.pending {
-				return fmt.Errorf("settle service %s: %s", u.Service, end.reason)
+			end, ended := serviceOutcome(svc, u.Digest, u.Version, true)
+			if !ended {
+				s.log.Info("interrupted service update still rolling; its end is read later", "runtime", runtime, "service", u.Service, "state", svc.UpdateState)
+				continue
 			}
 			s.log.Info("settled interrupted service update", "runtime", runtime, "service", u.Service, "result", end.outcome, "reason", end.reason)
 			switch end.outcome {
@@ -275,6 +306,11 @@ func (s *Service) settleServices(ctx context.Context, runtime string) error {
 			case hookd.OutcomeRolledOut:
 			default:
 				s.log.Warn("interrupted service update did not roll out", "runtime", runtime, "service", u.Service, "reason", end.reason)
+			}
+			if end.outcome != hookd.OutcomeRolledOut {
+				// The containers' commit recorded the digest running before the services were
+				// asked; the service runs what it ran before.
+				s.unmarkRunning(runtime, u.Digest, engine.ImageDigest(u.PreviousImage))
 			}
 		default:
 			s.log.Info("interrupted service update never reached Swarm", "runtime", runtime, "service", u.Service)
