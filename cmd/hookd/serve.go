@@ -197,7 +197,11 @@ func open(cfg *config.Config, getenv func(string) string, log *slog.Logger) (_ *
 		if e.store, err = st.Engine(ec.Name); err != nil {
 			return nil, err
 		}
-		e.catalog = catalog.New(cfg.RuntimesOn(ec.Name), e.docker, discoveryMaxAge)
+		if len(cfg.Runtimes) == 0 {
+			e.catalog = catalog.New(nil, e.docker, discoveryMaxAge) // zero-config: each engine's labelled containers
+		} else {
+			e.catalog = catalog.Configured(cfg.RuntimesOn(ec.Name), e.docker, discoveryMaxAge)
+		}
 		e.metrics.MustRegister(admin.NewBehindCollector(e.catalog, e.store))
 		e.service = refresh.New(e.store, e.catalog, reg, e.docker, cfg.Rollouts.Parallel, refresh.NewMetrics(e.metrics), log, d.notifier).
 			WithGate(gate).OnEngine(ec.Name)

@@ -59,7 +59,17 @@ type Catalog struct {
 // New returns a catalog of the configured runtimes; with none, it discovers them through lister,
 // re-reading the engine when its view is older than maxAge.
 func New(runtimes []hookd.Runtime, lister Lister, maxAge time.Duration) *Catalog {
-	c := &Catalog{lister: lister, zeroConfig: len(runtimes) == 0, maxAge: maxAge, listing: make(chan struct{}, 1)}
+	return newCatalog(runtimes, len(runtimes) == 0, lister, maxAge)
+}
+
+// Configured returns a catalog of exactly runtimes, even none: with runtimes configured, an
+// engine none of them lives on has none, never ones discovered from labels.
+func Configured(runtimes []hookd.Runtime, lister Lister, maxAge time.Duration) *Catalog {
+	return newCatalog(runtimes, false, lister, maxAge)
+}
+
+func newCatalog(runtimes []hookd.Runtime, zeroConfig bool, lister Lister, maxAge time.Duration) *Catalog {
+	c := &Catalog{lister: lister, zeroConfig: zeroConfig, maxAge: maxAge, listing: make(chan struct{}, 1)}
 	c.set(runtimes)
 	return c
 }

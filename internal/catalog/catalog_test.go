@@ -96,3 +96,11 @@ func TestMatchWakesEveryTagOfTheRepository(t *testing.T) {
 		}
 	}
 }
+
+// With runtimes configured, a catalog of none (an engine no runtime lives on) discovers none.
+func TestConfiguredWithNoneDiscoversNothing(t *testing.T) {
+	cat := Configured(nil, listed{{ID: "1", Name: "web", Image: "ghcr.io/acme/web:latest", Labels: map[string]string{LabelEnable: "true"}}}, time.Minute)
+	if all, err := cat.All(context.Background()); err != nil || len(all) != 0 || cat.ZeroConfig() {
+		t.Fatalf("runtimes %+v err %v zero-config %v, want none", all, err, cat.ZeroConfig())
+	}
+}

@@ -16,8 +16,10 @@ const (
 	// serviceWait bounds hookd's wait for Swarm to end one service's update. Swarm goes on
 	// rolling after it; the journal stays open and the runtime's worker reads the outcome later.
 	serviceWait = 10 * time.Minute
-	// servicePoll is how often a service is read while Swarm rolls its tasks.
+	// servicePoll is how often a service is read while Swarm rolls its tasks, each read within
+	// serviceRead.
 	servicePoll = 250 * time.Millisecond
+	serviceRead = 30 * time.Second
 	// serviceConflicts is how many times an update refused as out of sequence (the spec changed
 	// since hookd read it) is read again and submitted again.
 	serviceConflicts = 3
@@ -217,8 +219,13 @@ func (s *Service) awaitService(ctx context.Context, id, digest string, from uint
 	tick := time.NewTicker(servicePoll)
 	defer tick.Stop()
 	var cause string // Swarm says why it rolls back while it does; its last word is "rollback completed"
+	var warned time.Time
 	for {
-		svc, err := s.engine.Service(ctx, id)
+		// Each read is bounded on its own: an engine that stops answering costs one read, and a
+		// stop of hookd is seen between reads.
+		rctx, rcancel := context.WithTimeout(ctx, serviceRead)
+		svc, err := s.engine.Service(rctx, id)
+		rcancel()
 		if err == nil {
 			if svc.UpdateState == "rollback_started" && svc.UpdateMessage != "" {
 				cause = svc.UpdateMessage
@@ -229,7 +236,8 @@ func (s *Service) awaitService(ctx context.Context, id, digest string, from uint
 				}
 				return end
 			}
-		} else if ctx.Err() == nil {
+		} else if ctx.Err() == nil && time.Since(warned) > 30*time.Second {
+			warned = time.Now() // once in a while, not every read
 			s.log.Warn("read service during its update", "service", id, "err", err)
 		}
 		select {
