@@ -31,9 +31,6 @@ func NewFleet(st *store.Store, services ...*Service) *Fleet {
 	return &Fleet{store: st, services: services}
 }
 
-// Services returns the engines' services, in configuration order.
-func (f *Fleet) Services() []*Service { return f.services }
-
 // lookupTimeout bounds what one delivery asks each engine's catalog (in zero-config mode a
 // listing of the engine), all engines at once: an engine that hangs costs the delivery this
 // much, well inside GitHub's 10 s, and never the others' jobs.

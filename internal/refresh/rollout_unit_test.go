@@ -162,7 +162,7 @@ func (s *site) push(runtime, id string) {
 			image = rt.Image
 		}
 	}
-	if _, err := s.svc.Accept(context.Background(), id, []string{runtime}, image, newDig); err != nil {
+	if _, err := NewFleet(s.store, s.svc).Accept(context.Background(), id, []string{runtime}, image, newDig); err != nil {
 		s.t.Fatal(err)
 	}
 }

@@ -99,27 +99,6 @@ func (s *Service) OnEngine(name string) *Service {
 	return s
 }
 
-// Accept durably records a verified delivery of image and queues one job per runtime. It is
-// the webhook's queue: a delivery id seen before queues nothing and reports dup. The hint, the
-// digest the delivery names, is kept only by the runtimes following image itself: one
-// following another tag of its repository is woken without it.
-func (s *Service) Accept(ctx context.Context, deliveryID string, runtimes []string, image, hint string) (bool, error) {
-	now := time.Now()
-	jobs := make([]hookd.Job, len(runtimes))
-	for i, r := range runtimes {
-		jobs[i] = hookd.Job{Runtime: r, Engine: s.engName, Trigger: hookd.TriggerWebhook, Deliveries: []string{deliveryID}, Requests: 1, QueuedAt: now}
-		if rt, ok, err := s.catalog.Get(ctx, r); err == nil && ok && rt.Image == image {
-			jobs[i].Hint = hint
-		}
-	}
-	dup, err := s.store.Accept(deliveryID, now, jobs)
-	if err != nil || dup {
-		return dup, err
-	}
-	s.notify(runtimes...)
-	return false, nil
-}
-
 // Submit queues a job (poll or admin) and returns the id of the pending job that carries it.
 func (s *Service) Submit(ctx context.Context, j hookd.Job) (uint64, error) {
 	if j.QueuedAt.IsZero() {

@@ -57,7 +57,7 @@ func newSite(t *testing.T, token string, tls bool, opts ...statuspage.Option) *s
 	svc := refresh.New(st, cat, nil, nil, 0, refresh.NewMetrics(reg), log)
 	recent := webhook.NewRecent(20)
 	e := echo.New()
-	e.POST("/hooks/ghcr", webhook.New(verifier, cat, svc, "ghcr.io", 1<<20, webhook.NewMetrics(reg), recent, log).Handle)
+	e.POST("/hooks/ghcr", webhook.New(verifier, cat, refresh.NewFleet(st, svc), "ghcr.io", 1<<20, webhook.NewMetrics(reg), recent, log).Handle)
 	// As cmd/hookd's routes file mounts them.
 	page := statuspage.New(token, []admin.Host{{Engine: hookd.DefaultEngine, Catalog: cat, Store: st}}, recent, log, opts...)
 	e.GET("/", page.Show)

@@ -54,7 +54,7 @@ func startGuarded(t *testing.T, maxBody int64, opts ...webhook.Option) *guarded 
 		t.Fatal(err)
 	}
 	e := echo.New()
-	h := webhook.New(v, cat, svc, host, maxBody, webhook.NewMetrics(g.reg), g.recent, log, opts...)
+	h := webhook.New(v, cat, refresh.NewFleet(st, svc), host, maxBody, webhook.NewMetrics(g.reg), g.recent, log, opts...)
 	e.POST("/hooks/ghcr", h.Handle)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)

@@ -78,7 +78,7 @@ func newHandler(tb testing.TB, dir string, maxBody int64) (*echo.Echo, *store.St
 		tb.Fatal(err)
 	}
 	e := echo.New()
-	e.POST("/hooks/ghcr", webhook.New(v, cat, svc, host, maxBody, webhook.NewMetrics(reg), nil, log).Handle)
+	e.POST("/hooks/ghcr", webhook.New(v, cat, refresh.NewFleet(st, svc), host, maxBody, webhook.NewMetrics(reg), nil, log).Handle)
 	return e, st, reg
 }
 
