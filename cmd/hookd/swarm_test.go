@@ -239,6 +239,33 @@ func TestSwarmServiceRollsOutOnceForABurst(t *testing.T) {
 	if b := h.metric("hookd_runtime_behind", "runtime="+s.runtime); b != 0 {
 		t.Errorf("hookd_runtime_behind = %v after the rollout, want 0", b)
 	}
+	var status struct {
+		Runtimes []struct {
+			Name     string `json:"name"`
+			Services []struct {
+				Name    string `json:"name"`
+				Digest  string `json:"digest"`
+				Tasks   int    `json:"tasks"`
+				TasksOn int    `json:"tasks_on_digest"`
+			} `json:"services"`
+		} `json:"runtimes"`
+	}
+	if code := h.admin(http.MethodGet, "/admin/status", &status); code != http.StatusOK {
+		t.Fatalf("/admin/status: %d", code)
+	}
+	found := false
+	for _, r := range status.Runtimes {
+		if r.Name != s.runtime {
+			continue
+		}
+		found = true
+		if len(r.Services) != 1 || r.Services[0].Name != s.id+"-svc" || r.Services[0].Digest != v2 || r.Services[0].Tasks != 2 || r.Services[0].TasksOn != 2 {
+			t.Errorf("/admin/status services of %s: %+v, want %s-svc on %s with 2 of 2 tasks", s.runtime, r.Services, s.id, v2)
+		}
+	}
+	if !found {
+		t.Errorf("runtime %s not in /admin/status", s.runtime)
+	}
 }
 
 func TestSwarmServiceRolledBackBySwarm(t *testing.T) {

@@ -213,6 +213,9 @@ type Status struct {
 	// says why they are missing.
 	Containers      []Container `json:"containers,omitempty"`
 	ContainersError string      `json:"containers_error,omitempty"`
+	// Services are the runtime's Swarm services on this engine, as Swarm shows them now.
+	Services      []Service `json:"services,omitempty"`
+	ServicesError string    `json:"services_error,omitempty"`
 }
 
 func (h *Handler) status(c echo.Context) error {
@@ -245,7 +248,11 @@ func StatusesWithContainers(ctx context.Context, hosts []Host) ([]Status, error)
 			for j := range st {
 				st[j].Engine = h.Engine
 			}
-			fillContainers(ctx, h.Catalog, h.Docker, st)
+			// Each fills its own fields, and each is bounded: a hung engine costs one bound.
+			var both sync.WaitGroup
+			both.Go(func() { fillContainers(ctx, h.Catalog, h.Docker, st) })
+			both.Go(func() { fillServices(ctx, h.Catalog, h.Docker, st) })
+			both.Wait()
 			per[i] = st
 		})
 	}

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,6 +19,47 @@ const containersTimeout = 5 * time.Second
 type Engine interface {
 	Joining(ctx context.Context, ids []string) ([]engine.Container, error)
 	Digest(ctx context.Context, imageID, repo string) (string, error)
+	Services(ctx context.Context, label, value string) ([]engine.Service, error)
+}
+
+// Service is one Swarm service of a runtime as the status shows it.
+type Service struct {
+	Name string `json:"name"`
+	// Digest is the one its spec is pinned to ("" when none).
+	Digest      string `json:"digest"`
+	UpdateState string `json:"update_state,omitempty"` // Swarm's: updating, completed, rollback_completed, …
+	Tasks       int    `json:"tasks"`                  // tasks that should run
+	TasksOn     int    `json:"tasks_on_digest"`        // of those, running the spec's digest
+}
+
+// fillServices adds each runtime's Swarm services to statuses. An engine in no swarm has none;
+// one that cannot list them (a worker, the engine away) leaves the reason in services_error.
+func fillServices(ctx context.Context, cat *catalog.Catalog, eng Engine, statuses []Status) {
+	if eng == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, containersTimeout)
+	defer cancel()
+	byRuntime, err := cat.ServiceMembersByRuntime(ctx, eng)
+	if errors.Is(err, engine.ErrNotManager) {
+		return // a worker's runtimes are its containers; one of services only says so in its result
+	}
+	for i := range statuses {
+		s := &statuses[i]
+		if err != nil {
+			s.ServicesError = err.Error()
+			continue
+		}
+		for _, svc := range byRuntime[s.Name] {
+			v := Service{Name: svc.Name, Digest: engine.ImageDigest(svc.Image), UpdateState: svc.UpdateState, Tasks: len(svc.Tasks)}
+			for _, t := range svc.Tasks {
+				if t.State == "running" && v.Digest != "" && engine.ImageDigest(t.Image) == v.Digest {
+					v.TasksOn++
+				}
+			}
+			s.Services = append(s.Services, v)
+		}
+	}
 }
 
 // Container is one container of a runtime as the status shows it.

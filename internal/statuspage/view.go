@@ -246,6 +246,7 @@ input[type=password]{width:100%;font:inherit;padding:.5rem;border-radius:6px;bor
 {{if .Failed}}<ul class="plain">{{range .Failed}}<li><code>{{.Ref}}</code>: {{.Reason}}</li>{{end}}</ul>{{end}}
 {{else}}<span class="muted">none yet</span>{{end}}</dd>
 {{if or $s.Containers $s.ContainersError}}<dt>Containers</dt><dd>{{with $s.ContainersError}}<p class="reason">{{.}}</p>{{end}}{{if $s.Containers}}<ul class="plain">{{range $s.Containers}}<li><code>{{.Name}}</code> · {{.State}} · {{template "digest" .Digest}}{{if .Dependents}}<br><span class="muted">shared by</span> {{join .Dependents ", "}}{{end}}</li>{{end}}</ul>{{end}}</dd>{{end}}
+{{if or $s.Services $s.ServicesError}}<dt>Services</dt><dd>{{with $s.ServicesError}}<p class="reason">{{.}}</p>{{end}}{{if $s.Services}}<ul class="plain">{{range $s.Services}}<li><code>{{.Name}}</code> · {{template "digest" .Digest}} · {{.TasksOn}} of {{.Tasks}} tasks on it{{with .UpdateState}} · {{.}}{{end}}</li>{{end}}</ul>{{end}}</dd>{{end}}
 <dt>Pending</dt><dd>{{with $s.Pending}}job {{.ID}} · {{.Trigger}} · queued {{template "when" (at $.Now .QueuedAt)}}
 {{if gt .Requests 1}}<br>{{.Requests}} requests merged{{end}}
 {{if .Hint}}<br>named {{template "digest" .Hint}}{{end}}
