@@ -180,50 +180,6 @@ func (e hostEngine) runs(repo, name, digest string) (bool, string) {
 	return ok, fmt.Sprintf("engine %s: %s runs %s (want %s), running %v, env %s", e.name, name, c.Image, img.ID, c.State.Running, env)
 }
 
-// engineStatus is one runtime on one engine as /admin/status shows it.
-type engineStatus struct {
-	Name        string `json:"name"`
-	Engine      string `json:"engine"`
-	LastRollout *struct {
-		JobID   uint64 `json:"job_id"`
-		Engine  string `json:"engine"`
-		Outcome string `json:"result"`
-		Reason  string `json:"reason"`
-		Trigger string `json:"trigger"`
-		Failed  []struct {
-			Reason string `json:"reason"`
-		} `json:"failed"`
-	} `json:"last_rollout"`
-}
-
-func (h *daemonRun) statusOn(runtime, engine string) engineStatus {
-	h.t.Helper()
-	var out struct {
-		Runtimes []engineStatus `json:"runtimes"`
-	}
-	if code := h.admin(http.MethodGet, "/admin/status", &out); code != http.StatusOK {
-		h.t.Fatalf("/admin/status: %d", code)
-	}
-	for _, r := range out.Runtimes {
-		if r.Name == runtime && r.Engine == engine {
-			return r
-		}
-	}
-	h.t.Fatalf("runtime %s on engine %s not in /admin/status: %+v", runtime, engine, out.Runtimes)
-	return engineStatus{}
-}
-
-// waitJobOn waits for a result of runtime on engine from a job after afterJob.
-func (h *daemonRun) waitJobOn(runtime, engine string, afterJob uint64) engineStatus {
-	h.t.Helper()
-	var st engineStatus
-	testkit.Eventually(h.t, 2*time.Minute, func() (bool, string) {
-		st = h.statusOn(runtime, engine)
-		return st.LastRollout != nil && st.LastRollout.JobID > afterJob, fmt.Sprintf("last rollout of %s on %s: %+v", runtime, engine, st.LastRollout)
-	})
-	return st
-}
-
 // TestSeveralEngines: one delivery moves the runtime's containers on two engines, each with
 // its own rollout; with one engine away its part fails with the reason and the other's
 // succeeds; once it is back, the poll finishes the job there.
@@ -274,7 +230,7 @@ runtimes:
 	}
 	for _, e := range engines {
 		st := h.waitJobOn(runtime, e.name, 0)
-		if st.LastRollout.Outcome != "rolled_out" || st.LastRollout.Trigger != "webhook" || st.LastRollout.Engine != e.name {
+		if st.LastRollout.Result != "rolled_out" || st.LastRollout.Trigger != "webhook" || st.LastRollout.Engine != e.name {
 			t.Fatalf("engine %s: %+v, want rolled_out by the webhook", e.name, st.LastRollout)
 		}
 		if ok, state := e.runs(repo, name, v2); !ok {
@@ -297,12 +253,12 @@ runtimes:
 		t.Fatalf("delivery with beta away: %d %v", code, answer)
 	}
 	testkit.Eventually(t, 2*time.Minute, func() (bool, string) { return engines[0].runs(repo, name, v3) })
-	if st := h.statusOn(runtime, "alpha"); st.LastRollout == nil || st.LastRollout.Outcome != "rolled_out" {
+	if st := h.statusOn(runtime, "alpha"); st.LastRollout == nil || st.LastRollout.Result != "rolled_out" {
 		t.Fatalf("alpha with beta away: %+v, want rolled_out", st.LastRollout)
 	}
 	alphaID := engines[0].id(t, name)
 	st := h.waitJobOn(runtime, "beta", lastB)
-	if st.LastRollout.Outcome != "failed" || !strings.Contains(st.LastRollout.Reason, "Cannot connect to the Docker daemon") {
+	if st.LastRollout.Result != "failed" || !strings.Contains(st.LastRollout.Reason, "Cannot connect to the Docker daemon") {
 		t.Fatalf("beta while away: %+v, want failed with the engine's error", st.LastRollout)
 	}
 	lastB = st.LastRollout.JobID
@@ -329,7 +285,7 @@ runtimes:
 	proxy.up()
 	testkit.Eventually(t, 2*time.Minute, func() (bool, string) {
 		st = h.statusOn(runtime, "beta")
-		return st.LastRollout != nil && st.LastRollout.JobID > lastB && st.LastRollout.Outcome == "rolled_out",
+		return st.LastRollout != nil && st.LastRollout.JobID > lastB && st.LastRollout.Result == "rolled_out",
 			fmt.Sprintf("beta once back: %+v", st.LastRollout)
 	})
 	if st.LastRollout.Trigger != "poll" {

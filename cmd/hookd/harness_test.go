@@ -126,6 +126,7 @@ func (h *daemonRun) admin(method, path string, out any) int {
 
 type runtimeStatus struct {
 	Name          string `json:"name"`
+	Engine        string `json:"engine"`
 	DigestSeen    string `json:"digest_seen"`
 	DigestRunning string `json:"digest_running"`
 	Record        struct {
@@ -143,6 +144,7 @@ type runtimeStatus struct {
 	} `json:"containers"`
 	LastRollout *struct {
 		JobID     uint64   `json:"job_id"`
+		Engine    string   `json:"engine"`
 		Result    string   `json:"result"`
 		Digest    string   `json:"digest"`
 		Reason    string   `json:"reason"`
@@ -154,7 +156,10 @@ type runtimeStatus struct {
 	} `json:"last_rollout"`
 }
 
-func (h *daemonRun) status(runtime string) runtimeStatus {
+func (h *daemonRun) status(runtime string) runtimeStatus { return h.statusOn(runtime, "") }
+
+// statusOn is the runtime's status on the named engine ("": the first listed, as with one).
+func (h *daemonRun) statusOn(runtime, engine string) runtimeStatus {
 	h.t.Helper()
 	var out struct {
 		Runtimes []runtimeStatus `json:"runtimes"`
@@ -163,21 +168,26 @@ func (h *daemonRun) status(runtime string) runtimeStatus {
 		h.t.Fatalf("/admin/status: %d", code)
 	}
 	for _, r := range out.Runtimes {
-		if r.Name == runtime {
+		if r.Name == runtime && (engine == "" || r.Engine == engine) {
 			return r
 		}
 	}
-	h.t.Fatalf("runtime %s not in /admin/status", runtime)
+	h.t.Fatalf("runtime %s (engine %q) not in /admin/status: %+v", runtime, engine, out.Runtimes)
 	return runtimeStatus{}
 }
 
 // waitJob polls /admin/status until the runtime's last result is from a job after afterJob.
 func (h *daemonRun) waitJob(runtime string, afterJob uint64) runtimeStatus {
+	return h.waitJobOn(runtime, "", afterJob)
+}
+
+// waitJobOn is waitJob for the runtime on the named engine.
+func (h *daemonRun) waitJobOn(runtime, engine string, afterJob uint64) runtimeStatus {
 	h.t.Helper()
 	var st runtimeStatus
 	testkit.Eventually(h.t, 2*time.Minute, func() (bool, string) {
-		st = h.status(runtime)
-		return st.LastRollout != nil && st.LastRollout.JobID > afterJob, fmt.Sprintf("last rollout of %s: %+v", runtime, st.LastRollout)
+		st = h.statusOn(runtime, engine)
+		return st.LastRollout != nil && st.LastRollout.JobID > afterJob, fmt.Sprintf("last rollout of %s on %q: %+v", runtime, engine, st.LastRollout)
 	})
 	return st
 }
